@@ -1,0 +1,30 @@
+# synthct developer commands. `make demo` and `make test` work on a fresh clone (they create .venv first).
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: venv demo test lint bench clean
+
+$(BIN)/synthct: pyproject.toml requirements.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(BIN)/synthct
+
+venv: $(BIN)/synthct
+
+demo: venv
+	$(BIN)/synthct demo --out demo_output
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check src tests benchmarks scripts process.py
+
+bench: venv
+	$(BIN)/python benchmarks/inference_speed.py
+
+clean:
+	rm -rf demo_output build .pytest_cache

@@ -1,0 +1,53 @@
+"""``synthct`` entry point. Each subcommand lives in its own module exposing ``register(subparsers)``; the module
+sets ``func`` on its parser. Heavy imports happen inside the command functions, so ``synthct --help`` is fast."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+#: Subcommand modules under ``synthct.cli``, in help order.
+SUBCOMMANDS: tuple[str, ...] = ("demo", "predict", "export", "evaluate")
+
+LOG = logging.getLogger("synthct")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="synthct", description="Synthetic CT from MRI / CBCT (SynthRAD2025).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"synthct.cli.{name}")
+        except ModuleNotFoundError as exc:  # a subcommand module not written yet must not break the others
+            if exc.name != f"synthct.cli.{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def configure_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
+        LOG.error("%s", exc)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
