@@ -1,0 +1,107 @@
+"""The grand-challenge algorithm: load → validate → predict → write, with paths passed in.
+
+Failure policy: every problem ends as one :class:`CaseError` line (file + problem), a non-zero exit code and an
+output folder with nothing new in it; the sCT is written to a temporary file and renamed into place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from synthct.challenge.contract import DEFAULT_INPUT_ROOT, DEFAULT_OUTPUT_ROOT, OUTPUT_DIR
+from synthct.challenge.errors import CaseError
+from synthct.challenge.inputs import load_case
+from synthct.challenge.routing import resolve_route
+from synthct.io.image import write_image_atomic
+
+LOG = logging.getLogger("synthct.challenge")
+
+
+def _prepare_output(output_root: Path) -> tuple[Path, list[Path]]:
+    """Create the output folder; return it and the folders this call created (removed again on failure)."""
+    out_dir = output_root / OUTPUT_DIR
+    created = []
+    for folder in reversed([out_dir, *out_dir.parents]):
+        if not folder.exists():
+            created.append(folder)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".synthct-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        _remove_created(created)
+        raise CaseError(out_dir, f"output folder is not writable ({exc.strerror or exc})") from None
+    return out_dir, created
+
+
+def _remove_created(created: list[Path]) -> None:
+    for folder in reversed(created):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_case(input_root: Path, output_root: Path, models_json: Path, device: str = "auto") -> Path:
+    """Synthesise the CT of the case under ``input_root`` into ``output_root``; returns the written file.
+
+    Raises:
+        CaseError: bad input, no model, unwritable output (one line: file and problem).
+    """
+    from synthct.inference.predictor import SyntheticCTPredictor  # heavy: torch + networks
+
+    t0 = time.perf_counter()
+    case = load_case(input_root)
+    LOG.info("case %s: task %s, region %s, size %s, spacing %s mm", case.image_path.name, case.task, case.region,
+             case.geometry.size, tuple(round(s, 3) for s in case.geometry.spacing))
+    route = resolve_route(models_json, case.task, case.region, device)
+    out_dir, created = _prepare_output(output_root)
+    try:
+        try:
+            predictor = SyntheticCTPredictor(route.model_dir, route.options)
+        except (ValueError, FileNotFoundError) as exc:
+            raise CaseError(route.model_dir, f"cannot load model ({exc})") from None
+        if case.task != predictor.manifest.task:
+            raise CaseError(route.model_dir, f"model is for task {predictor.manifest.task!r}, case is {case.task!r}")
+        hu = predictor.predict(case.image, case.mask, case.geometry.spacing_zyx)
+        try:
+            path = write_image_atomic(hu, case.geometry, out_dir / case.output_name)
+        except (OSError, RuntimeError) as exc:
+            raise CaseError(out_dir / case.output_name, f"cannot write output ({exc})") from None
+    except BaseException:
+        _remove_created(created)
+        raise
+    LOG.info("wrote %s in %.1f s", path, time.perf_counter() - t0)
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="SynthRAD2025 grand-challenge entry point: MRI/CBCT → synthetic CT.")
+    parser.add_argument("--input", type=Path, default=Path(DEFAULT_INPUT_ROOT), help="input root (default /input)")
+    parser.add_argument("--output", type=Path, default=Path(DEFAULT_OUTPUT_ROOT), help="output root (default /output)")
+    parser.add_argument("--models", type=Path, default=None, help="models.json (default: resources/models.json "
+                        "next to process.py)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, app_root: Path | None = None) -> int:
+    """Run one case; return the exit code (0 success, 1 case error, 2 internal error)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    models = args.models or (app_root or Path.cwd()) / "resources" / "models.json"
+    try:
+        run_case(args.input, args.output, models, args.device)
+    except CaseError as exc:
+        LOG.error("%s", exc)
+        return 1
+    except Exception as exc:  # internal error: still one line unless --verbose
+        LOG.error("internal error: %s: %s", type(exc).__name__, exc, exc_info=args.verbose)
+        return 2
+    return 0

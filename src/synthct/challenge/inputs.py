@@ -1,0 +1,120 @@
+"""Find, read and validate one grand-challenge case: image, body mask and region.
+
+Every check raises :class:`~synthct.challenge.errors.CaseError` naming the file and the problem; nothing is predicted
+before all of them pass.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from synthct.challenge.contract import IMAGE_SUFFIXES, INPUT_IMAGE_DIRS, MASK_DIR, REGION_CODES, REGION_FILE
+from synthct.challenge.errors import CaseError
+from synthct.io.image import Geometry, read_image
+
+
+@dataclass
+class Case:
+    """One validated case. ``image`` and ``mask`` are (Z, Y, X); ``mask`` is bool with at least one voxel set."""
+
+    task: str
+    region: str
+    image_path: Path
+    image: np.ndarray
+    mask: np.ndarray
+    geometry: Geometry
+
+    @property
+    def output_name(self) -> str:
+        """Output file name: the input's name with a ``.mha`` suffix."""
+        name = self.image_path.name
+        for suffix in IMAGE_SUFFIXES:
+            if name.endswith(suffix):
+                return name[: -len(suffix)] + ".mha"
+        return name + ".mha"
+
+
+def _single_file(folder: Path) -> Path:
+    if not folder.is_dir():
+        raise CaseError(folder, "folder not found")
+    files = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    if len(files) != 1:
+        names = ", ".join(p.name for p in files) or "none"
+        raise CaseError(folder, f"expected exactly one image file, found {len(files)} ({names})")
+    if not files[0].is_file() or not files[0].name.endswith(IMAGE_SUFFIXES):
+        raise CaseError(files[0], f"not an image file with a suffix in {IMAGE_SUFFIXES}")
+    return files[0]
+
+
+def detect_task(input_root: Path) -> tuple[str, Path]:
+    """The task decided by which image folder exists (exactly one of images/mri, images/cbct) and its file."""
+    present = [task for task, rel in INPUT_IMAGE_DIRS.items() if (input_root / rel).is_dir()]
+    if len(present) != 1:
+        wanted = " or ".join(INPUT_IMAGE_DIRS.values())
+        raise CaseError(input_root, f"expected exactly one of {wanted}, found {len(present)} ({present or 'none'})")
+    return present[0], _single_file(input_root / INPUT_IMAGE_DIRS[present[0]])
+
+
+def read_region(input_root: Path) -> str:
+    """The region code (HN/TH/AB) from region.json, which holds one JSON string such as "Head and Neck"."""
+    path = input_root / REGION_FILE
+    if not path.is_file():
+        raise CaseError(path, "file not found")
+    try:
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CaseError(path, f"not valid JSON ({exc})") from None
+    if isinstance(value, dict) and len(value) == 1:  # tolerate {"region": "..."}
+        value = next(iter(value.values()))
+    if value not in REGION_CODES:
+        raise CaseError(path, f"unknown region {value!r}; expected one of {list(REGION_CODES)}")
+    return REGION_CODES[value]
+
+
+def _read(path: Path) -> tuple[np.ndarray, Geometry]:
+    try:
+        array, geometry, _ = read_image(path)
+    except (ValueError, FileNotFoundError) as exc:
+        raise CaseError(path, str(exc).removeprefix(f"{path}: ")) from None
+    return array, geometry
+
+
+def _check_image(path: Path, image: np.ndarray) -> None:
+    if not np.issubdtype(image.dtype, np.number) or np.issubdtype(image.dtype, np.complexfloating):
+        raise CaseError(path, f"unsupported voxel type {image.dtype}")
+    if np.issubdtype(image.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(image)))
+        if bad:
+            raise CaseError(path, f"{bad} voxels are NaN or infinite")
+
+
+def _check_mask(path: Path, mask: np.ndarray) -> np.ndarray:
+    if np.issubdtype(mask.dtype, np.floating) and not np.all(np.isfinite(mask)):
+        raise CaseError(path, "mask contains NaN or infinite values")
+    values = np.unique(mask)
+    if not set(values.tolist()) <= {0, 1}:
+        shown = values[:6].tolist()
+        raise CaseError(path, f"mask is not binary: values {shown}{' ...' if values.size > 6 else ''}")
+    body = mask.astype(bool)
+    if not body.any():
+        raise CaseError(path, "mask is empty (no body voxel)")
+    return body
+
+
+def load_case(input_root: Path) -> Case:
+    """Find, read and validate the case under ``input_root`` (grand-challenge layout)."""
+    task, image_path = detect_task(input_root)
+    mask_path = _single_file(input_root / MASK_DIR)
+    region = read_region(input_root)
+    image, geometry = _read(image_path)
+    _check_image(image_path, image)
+    mask, mask_geometry = _read(mask_path)
+    problem = geometry.mismatch(mask_geometry)
+    if problem:
+        raise CaseError(mask_path, f"mask grid differs from the image {image_path.name}: {problem}")
+    body = _check_mask(mask_path, mask)
+    return Case(task=task, region=region, image_path=image_path, image=image, mask=body, geometry=geometry)

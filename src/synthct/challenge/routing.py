@@ -1,0 +1,68 @@
+"""``resources/models.json``: which model folder and inference settings serve each (task, region).
+
+Format (version 1)::
+
+    {"version": 1,
+     "models": {"mri":  {"HN": {"model": "weights/mri/HN", "folds": [0], "step": 0.3, "blend": "mean",
+                                "tta": false, "note": "..."}, "TH": {...}, "AB": {...}},
+                "cbct": {...}}}
+
+``model`` paths are relative to the application root: the folder that holds ``resources/`` (so the same file works in
+the repository and under /opt/app in the image). Only ``model`` is required; the rest default to the paper's settings.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from synthct.challenge.errors import CaseError
+from synthct.inference.predictor import InferenceOptions
+
+ROUTING_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Route:
+    """The model folder and inference options for one (task, region)."""
+
+    model_dir: Path
+    options: InferenceOptions
+    note: str = ""
+
+
+def _options(entry: dict[str, Any], device: str) -> InferenceOptions:
+    folds = entry.get("folds")
+    return InferenceOptions(
+        step=float(entry.get("step", 0.3)),
+        blend=str(entry.get("blend", "mean")),
+        tta=bool(entry.get("tta", False)),
+        folds=None if folds is None else tuple(int(f) for f in folds),
+        tile_batch=int(entry.get("tile_batch", 0)),
+        device=device,
+    )
+
+
+def resolve_route(models_json: Path, task: str, region: str, device: str = "auto") -> Route:
+    """Look up (task, region) in ``models_json``. Raises CaseError naming the file when there is no usable entry."""
+    if not models_json.is_file():
+        raise CaseError(models_json, "model routing file not found")
+    try:
+        data = json.loads(models_json.read_text())
+    except json.JSONDecodeError as exc:
+        raise CaseError(models_json, f"not valid JSON ({exc})") from None
+    if data.get("version") != ROUTING_VERSION:
+        raise CaseError(models_json, f"unsupported version {data.get('version')!r}, expected {ROUTING_VERSION}")
+    entry = data.get("models", {}).get(task, {}).get(region)
+    if not isinstance(entry, dict) or "model" not in entry:
+        raise CaseError(models_json, f"no model for task {task!r} and region {region!r}")
+    model_dir = (models_json.resolve().parent.parent / entry["model"]).resolve()
+    if not (model_dir / "synthct.json").is_file():
+        raise CaseError(model_dir, f"model folder for task {task!r}, region {region!r} has no synthct.json")
+    try:
+        options = _options(entry, device)
+    except (TypeError, ValueError) as exc:
+        raise CaseError(models_json, f"bad settings for {task}/{region}: {exc}") from None
+    return Route(model_dir=model_dir, options=options, note=str(entry.get("note", "")))

@@ -1,0 +1,27 @@
+"""``synthct export TRAINING_RESULTS_DIR OUT_DIR``: training results → inference model folder."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="turn an nnU-Net training results folder into a synthct model folder",
+                       description="Strip optimizer state and logs; write synthct.json + safetensors weights.")
+    p.add_argument("results_dir", help="nnU-Net results folder (plans.json, dataset.json, fold_k/checkpoint_*.pth)")
+    p.add_argument("out_dir", help="model folder to create")
+    p.add_argument("--checkpoint", choices=("final", "best"), default="final")
+    p.add_argument("--folds", type=int, nargs="+", default=None, help="folds to export (default: all found)")
+    p.add_argument("--configuration", default="3d_fullres")
+    p.add_argument("--fp16", action="store_true", help="store weights in fp16 (half the size)")
+    p.add_argument("--force", action="store_true", help="replace an existing OUT_DIR")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from synthct.network.export import export_model
+
+    out = export_model(args.results_dir, args.out_dir, checkpoint=args.checkpoint, folds=args.folds,
+                       configuration=args.configuration, half=args.fp16, overwrite=args.force)
+    print(out)
+    return 0

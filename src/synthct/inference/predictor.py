@@ -1,0 +1,131 @@
+"""Model folder + image + body mask → synthetic CT in HU on the input grid.
+
+Per case: normalise the input as the manifest says → (resample to the model spacing only if the input spacing
+differs) → sliding window over all folds at once → (resample back) → HU = z·σ + μ, clipped to [-1024, 3071], air
+(-1000 HU) outside the body mask, float32.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from synthct.inference.sliding_window import SlidingWindowSettings, sliding_window_predict
+from synthct.network.checkpoint import load_model_folder
+from synthct.typing import HUArray, PathLike, SpacingZYX
+
+LOG = logging.getLogger(__name__)
+AIR_HU = -1000.0
+#: Relative spacing difference above which the input is resampled to the model spacing.
+SPACING_RTOL = 1e-3
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """User-facing inference settings (defaults = the paper's: step 0.3, mean blending, no TTA).
+
+    Attributes:
+        step: sliding-window step as a fraction of the patch.
+        blend: "mean" or "gaussian".
+        tta: mirroring test-time augmentation; only allowed for models trained with mirroring.
+        folds: folds to ensemble (None = all in the model folder).
+        tile_batch: tiles per forward pass (0 = automatic).
+        amp_dtype: "float16", "bfloat16" or "float32" (CUDA only; the CPU always runs float32).
+        skip_outside_mask: skip tiles that do not touch the body mask.
+        device: "auto" (CUDA if available), "cpu", "cuda" or "cuda:N".
+        progress: tqdm progress bar.
+    """
+
+    step: float = 0.3
+    blend: str = "mean"
+    tta: bool = False
+    folds: tuple[int, ...] | None = None
+    tile_batch: int = 0
+    amp_dtype: str = "float16"
+    skip_outside_mask: bool = True
+    device: str = "auto"
+    progress: bool = True
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def _resample(volume: torch.Tensor, shape: Sequence[int], mode: str) -> torch.Tensor:
+    """(C, Z, Y, X) → (C, *shape) by trilinear (align_corners=False) or nearest interpolation."""
+    kwargs = {"align_corners": False} if mode == "trilinear" else {}
+    return F.interpolate(volume[None], size=tuple(shape), mode=mode, **kwargs)[0]
+
+
+class SyntheticCTPredictor:
+    """Loads a model folder once and predicts synthetic CTs.
+
+    Args:
+        model_dir: synthct model folder (``synthct.json`` + weights).
+        options: inference options.
+    """
+
+    def __init__(self, model_dir: PathLike, options: InferenceOptions | None = None) -> None:
+        self.options = options or InferenceOptions()
+        self.device = resolve_device(self.options.device)
+        folds = None if self.options.folds is None else list(self.options.folds)
+        self.manifest, networks = load_model_folder(model_dir, folds)
+        if self.options.tta and not self.manifest.trained_with_mirroring:
+            raise ValueError(f"mirroring TTA requested, but the model in {model_dir} was not trained with mirroring")
+        self.networks = [net.to(self.device).eval() for net in networks]
+        target = self.manifest.target_normalization
+        self.settings = SlidingWindowSettings(
+            tile_size=self.manifest.patch_size,
+            step=self.options.step,
+            blend=self.options.blend,
+            tile_batch=self.options.tile_batch,
+            mirror_axes=self.manifest.mirror_axes if self.options.tta else (),
+            amp_dtype=self.options.amp_dtype,
+            skip_outside_mask=self.options.skip_outside_mask,
+            fill_value=float(target.to_z(np.array(AIR_HU))),
+            progress=self.options.progress,
+        )
+
+    def predict(self, image: np.ndarray, mask: np.ndarray, spacing_zyx: SpacingZYX) -> HUArray:
+        """Synthesise CT for one case.
+
+        Args:
+            image: (Z, Y, X) MR or CBCT, raw scanner units, any real dtype.
+            mask: (Z, Y, X) body mask, nonzero = body.
+            spacing_zyx: voxel spacing (Z, Y, X) in mm.
+
+        Returns:
+            (Z, Y, X) float32 HU in [-1024, 3071], -1000 outside the mask, on the input grid.
+        """
+        if image.shape != mask.shape:
+            raise ValueError(f"image shape {image.shape} differs from mask shape {mask.shape}")
+        t0 = time.perf_counter()
+        body = mask.astype(bool)
+        z = torch.from_numpy(self.manifest.input_normalization.apply(image, body))[None]
+        m = torch.from_numpy(body)[None].float()
+        target_spacing = self.manifest.spacing
+        resample = not np.allclose(spacing_zyx, target_spacing, rtol=SPACING_RTOL, atol=0)
+        if resample:
+            shape = [max(1, round(n * s / t)) for n, s, t in zip(image.shape, spacing_zyx, target_spacing,
+                                                                  strict=True)]
+            LOG.info("resampling %s at %s mm to %s at %s mm", image.shape, tuple(spacing_zyx), tuple(shape),
+                     tuple(target_spacing))
+            z, m = _resample(z, shape, "trilinear"), _resample(m, shape, "nearest")
+        out = sliding_window_predict(self.networks, z, self.settings, self.device, mask=m[0].numpy() > 0.5)
+        if resample:
+            out = _resample(out, image.shape, "trilinear")
+        hu = self.manifest.target_normalization.to_hu(out[0].numpy())
+        hu[~body] = AIR_HU
+        LOG.info("predicted %s in %.1f s on %s", image.shape, time.perf_counter() - t0, self.device)
+        return hu

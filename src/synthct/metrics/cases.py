@@ -1,0 +1,155 @@
+"""Pair prediction, ground-truth, mask and input files of an evaluation by case id.
+
+Case ids follow the SynthRAD2025 pattern ``<task><region><centre><number>``, e.g. ``1HNA001`` (task 1 or 2, region
+HN / TH / AB, centre letter, three digits). A file's id is its stem (name without ``.mha``, ``.nii.gz`` or ``.nii``);
+when the stem's last 7 characters form a SynthRAD id, those 7 characters are the id (``ct_1HNA001.nii.gz`` →
+``1HNA001``). A prediction, mask or input file matches a ground-truth case by its full stem, by that SynthRAD id, or by
+the last 7 characters of its stem, the official prediction-only convention (``sct_1HNA001.mha`` ↔ ``1HNA001.mha``,
+SynthRAD2025/evaluation 17cac47 ``evaluate.py``). Nothing is dropped silently: a ground-truth case without a
+prediction, a prediction without a ground truth, two files for one case and a missing mask or input are errors.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+#: File name endings read as images.
+IMAGE_SUFFIXES: tuple[str, ...] = (".nii.gz", ".mha", ".nii")
+#: A SynthRAD2025 case id: task 1/2, region, centre letter, three digits.
+SYNTHRAD_ID = re.compile(r"^[12](HN|TH|AB)[A-Z]\d{3}$")
+#: Region of a case id that does not follow the SynthRAD pattern.
+UNKNOWN_REGION: str = "unknown"
+
+
+@dataclass(frozen=True)
+class CaseFiles:
+    """The files of one case. ``mask`` and ``input`` are None when their folder was not given."""
+
+    case_id: str
+    region: str
+    pred: Path
+    gt: Path
+    mask: Path | None = None
+    input: Path | None = None
+
+
+def image_stem(path: Path) -> str | None:
+    """File name without its image suffix, or None when ``path`` is not an image file by name."""
+    name = path.name
+    for suffix in IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return None
+
+
+def case_id_of(stem: str) -> str:
+    """The case id of a file stem: its last 7 characters if they form a SynthRAD id, else the whole stem."""
+    tail = stem[-7:]
+    return tail if SYNTHRAD_ID.match(tail) else stem
+
+
+def region_of(case_id: str) -> str:
+    """``case_id[1:3]`` (``HN``, ``TH`` or ``AB``) for a SynthRAD id, else :data:`UNKNOWN_REGION`."""
+    return case_id[1:3] if SYNTHRAD_ID.match(case_id) else UNKNOWN_REGION
+
+
+def _images(folder: Path, what: str) -> dict[str, Path]:
+    """Stem → path of the image files directly in ``folder``."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{what} folder {folder} does not exist")
+    out: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        stem = image_stem(path)
+        if stem is not None and path.is_file():
+            if stem in out:
+                raise ValueError(f"two {what} files share the stem {stem!r}: {out[stem]} and {path}")
+            out[stem] = path
+    return out
+
+
+def _match(stem: str, case_ids: set[str] | dict[str, Path]) -> str | None:
+    for candidate in (stem, case_id_of(stem), stem[-7:]):
+        if candidate in case_ids:
+            return candidate
+    return None
+
+
+def _assign(folder: Path, what: str, case_ids: dict[str, Path], *, strict_extra: bool) -> dict[str, Path]:
+    """Case id → file of ``folder``; errors on two files for one case and (if ``strict_extra``) unmatched files."""
+    assigned: dict[str, Path] = {}
+    unmatched: list[Path] = []
+    for stem, path in _images(folder, what).items():
+        case = _match(stem, case_ids)
+        if case is None:
+            unmatched.append(path)
+        elif case in assigned:
+            raise ValueError(f"case {case!r} has two {what} files: {assigned[case]} and {path}")
+        else:
+            assigned[case] = path
+    if unmatched and strict_extra:
+        names = ", ".join(p.name for p in unmatched)
+        raise FileNotFoundError(f"{what} file(s) without a ground-truth CT in {case_ids_folder(case_ids)}: {names}")
+    return assigned
+
+
+def case_ids_folder(case_ids: dict[str, Path]) -> Path | str:
+    """The folder of the ground-truth files (for messages)."""
+    first = next(iter(case_ids.values()), None)
+    return first.parent if first is not None else "the ground-truth folder"
+
+
+def pair_cases(
+    pred_dir: Path,
+    gt_dir: Path,
+    *,
+    masks_dir: Path | None = None,
+    inputs_dir: Path | None = None,
+) -> list[CaseFiles]:
+    """Pair the files of the evaluation folders, one :class:`CaseFiles` per ground-truth CT, sorted by case id.
+
+    Args:
+        pred_dir: folder of synthetic CTs.
+        gt_dir: folder of ground-truth CTs; defines the cases.
+        masks_dir: folder of body masks; when given, every case needs one.
+        inputs_dir: folder of the MR / CBCT inputs (for the QA montage); when given, every case needs one.
+
+    Raises:
+        FileNotFoundError: a folder is missing or empty, a case lacks a prediction / mask / input, or a prediction
+            has no ground truth.
+        ValueError: two files of one folder belong to the same case.
+    """
+    gt_by_case: dict[str, Path] = {}
+    for stem, path in _images(gt_dir, "ground-truth").items():
+        case = case_id_of(stem)
+        if case in gt_by_case:
+            raise ValueError(f"case {case!r} has two ground-truth files: {gt_by_case[case]} and {path}")
+        gt_by_case[case] = path
+    if not gt_by_case:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in the ground-truth folder {gt_dir}")
+
+    preds = _assign(pred_dir, "prediction", gt_by_case, strict_extra=True)
+    missing = sorted(set(gt_by_case) - set(preds))
+    if missing:
+        raise FileNotFoundError(f"no prediction in {pred_dir} for case(s): {', '.join(missing)}")
+    optional: dict[str, dict[str, Path]] = {}
+    for key, folder in (("mask", masks_dir), ("input", inputs_dir)):
+        if folder is None:
+            continue
+        optional[key] = _assign(folder, key, gt_by_case, strict_extra=False)
+        lacking = sorted(set(gt_by_case) - set(optional[key]))
+        if lacking:
+            raise FileNotFoundError(f"no {key} in {folder} for case(s): {', '.join(lacking)}")
+
+    return [
+        CaseFiles(
+            case_id=case,
+            region=region_of(case),
+            pred=preds[case],
+            gt=gt_by_case[case],
+            mask=optional.get("mask", {}).get(case),
+            input=optional.get("input", {}).get(case),
+        )
+        for case in sorted(gt_by_case)
+    ]

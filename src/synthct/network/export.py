@@ -1,0 +1,137 @@
+"""``synthct export``: turn an nnU-Net training results folder into a synthct model folder (weights only).
+
+Input (what ``nnUNetv2_train`` / ``synthct train`` write)::
+
+    RESULTS/plans.json             with a ``synthct`` block: task, regions, input/target normalisation, description
+    RESULTS/dataset.json
+    RESULTS/fold_k/checkpoint_final.pth   (or checkpoint_best.pth): weights, optimizer state, logs, ...
+
+Output: the model folder of :mod:`synthct.network.manifest` with ``fold_k/model.safetensors`` (network weights only,
+optimizer state and logs stripped). Written into a temporary sibling folder and renamed at the end, so a failed
+export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from synthct.network.checkpoint import load_network, read_nnunet_checkpoint, save_safetensors
+from synthct.network.manifest import ModelManifest, write_manifest
+from synthct.preprocessing.normalization import InputNormalization, TargetNormalization
+from synthct.typing import PathLike
+
+LOG = logging.getLogger(__name__)
+WEIGHTS_NAME = "model.safetensors"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"missing {path.name} in training results folder {path.parent}")
+    return json.loads(path.read_text())
+
+
+def _find_folds(results: Path, checkpoint: str) -> dict[int, Path]:
+    found = {}
+    for fold_dir in sorted(results.glob("fold_*")):
+        ckpt = fold_dir / f"checkpoint_{checkpoint}.pth"
+        suffix = fold_dir.name.removeprefix("fold_")
+        if ckpt.is_file() and suffix.isdigit():
+            found[int(suffix)] = ckpt
+    return found
+
+
+def manifest_from_plans(plans: dict[str, Any], configuration: str, mirror_axes: Any,
+                        weights: dict[str, str]) -> ModelManifest:
+    """Build the manifest from nnU-Net plans carrying a ``synthct`` block and the checkpoint's mirroring axes."""
+    block = plans.get("synthct")
+    if not isinstance(block, dict):
+        raise ValueError("plans.json has no 'synthct' block: was this model trained with synthct?")
+    configs = plans.get("configurations", {})
+    if configuration not in configs:
+        raise ValueError(f"configuration {configuration!r} not in plans.json (has {sorted(configs)})")
+    config = configs[configuration]
+    axes = tuple(int(a) for a in mirror_axes) if mirror_axes else ()
+    return ModelManifest(
+        task=block["task"],
+        regions=tuple(block["regions"]),
+        input_normalization=InputNormalization.from_json(block["input_normalization"]),
+        target_normalization=TargetNormalization.from_json(block["target_normalization"]),
+        architecture=config["architecture"],
+        patch_size=tuple(config["patch_size"]),  # type: ignore[arg-type]
+        spacing=tuple(config["spacing"]),  # type: ignore[arg-type]
+        weights=weights,
+        trained_with_mirroring=bool(axes),
+        mirror_axes=axes,
+        description=str(block.get("description", "")),
+        input_channels=int(block.get("input_channels", 1)),
+        extra={"configuration": configuration, "plans_name": plans.get("plans_name", "")},
+    )
+
+
+def export_model(
+    results_dir: PathLike,
+    out_dir: PathLike,
+    checkpoint: str = "final",
+    folds: list[int] | None = None,
+    configuration: str = "3d_fullres",
+    half: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Export ``results_dir`` (nnU-Net results folder) to the model folder ``out_dir``; returns ``out_dir``.
+
+    Args:
+        results_dir: training results folder (plans.json, dataset.json, fold_k/checkpoint_*.pth).
+        out_dir: model folder to create.
+        checkpoint: "final" or "best".
+        folds: folds to export (default: every fold that has the checkpoint).
+        configuration: nnU-Net configuration name in plans.json.
+        half: store floating weights as fp16 (halves the size; loaded back as fp32).
+        overwrite: replace an existing ``out_dir``.
+
+    Raises:
+        FileNotFoundError, FileExistsError, ValueError: with the offending path or value.
+    """
+    results, out = Path(results_dir), Path(out_dir)
+    if checkpoint not in ("final", "best"):
+        raise ValueError(f"checkpoint must be 'final' or 'best', got {checkpoint!r}")
+    if not results.is_dir():
+        raise FileNotFoundError(f"training results folder not found: {results}")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass overwrite=True (--force) to replace it")
+    plans, dataset = _read_json(results / "plans.json"), _read_json(results / "dataset.json")
+    available = _find_folds(results, checkpoint)
+    chosen = sorted(available) if folds is None else folds
+    missing = [f for f in chosen if f not in available]
+    if not chosen or missing:
+        raise FileNotFoundError(f"no checkpoint_{checkpoint}.pth for folds {missing or 'any'} in {results}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        mirror_axes: Any = None
+        weights: dict[str, str] = {}
+        for fold in chosen:
+            ckpt = read_nnunet_checkpoint(available[fold])
+            mirror_axes = ckpt.get("inference_allowed_mirroring_axes") if mirror_axes is None else mirror_axes
+            rel = f"fold_{fold}/{WEIGHTS_NAME}"
+            save_safetensors(ckpt["network_weights"], tmp / rel, half=half)
+            weights[str(fold)] = rel
+            LOG.info("fold %d: %s → %s (epoch %s)", fold, available[fold].name, rel, ckpt.get("current_epoch"))
+        manifest = manifest_from_plans(plans, configuration, mirror_axes, weights)
+        write_manifest(manifest, tmp)
+        (tmp / "plans.json").write_text(json.dumps(plans, indent=2))
+        (tmp / "dataset.json").write_text(json.dumps(dataset, indent=2))
+        for rel in weights.values():  # prove the export loads before publishing it
+            load_network(manifest, tmp / rel)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    LOG.info("exported %d fold(s) to %s", len(chosen), out)
+    return out
