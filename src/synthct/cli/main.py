@@ -36,6 +36,7 @@ def configure_logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
         stream=sys.stderr,
+        force=True,  # the entry point owns logging (also under pytest, which pre-installs handlers)
     )
 
 

@@ -25,7 +25,7 @@ UNKNOWN_REGION: str = "unknown"
 
 @dataclass(frozen=True)
 class CaseFiles:
-    """The files of one case. ``mask`` and ``input`` are None when their folder was not given."""
+    """The files of one case. ``mask``, ``input`` and ``gt_seg`` are None when their folder was not given."""
 
     case_id: str
     region: str
@@ -33,6 +33,7 @@ class CaseFiles:
     gt: Path
     mask: Path | None = None
     input: Path | None = None
+    gt_seg: Path | None = None
 
 
 def image_stem(path: Path) -> str | None:
@@ -69,14 +70,15 @@ def _images(folder: Path, what: str) -> dict[str, Path]:
     return out
 
 
-def _match(stem: str, case_ids: set[str] | dict[str, Path]) -> str | None:
+def _match(stem: str, case_ids: dict[str, Path]) -> str | None:
+    """The ground-truth case a stem belongs to: full stem, SynthRAD id, or last 7 characters (in that order)."""
     for candidate in (stem, case_id_of(stem), stem[-7:]):
         if candidate in case_ids:
             return candidate
     return None
 
 
-def _assign(folder: Path, what: str, case_ids: dict[str, Path], *, strict_extra: bool) -> dict[str, Path]:
+def _assign(folder: Path, what: str, case_ids: dict[str, Path], gt_dir: Path, *, strict_extra: bool) -> dict[str, Path]:
     """Case id → file of ``folder``; errors on two files for one case and (if ``strict_extra``) unmatched files."""
     assigned: dict[str, Path] = {}
     unmatched: list[Path] = []
@@ -90,14 +92,8 @@ def _assign(folder: Path, what: str, case_ids: dict[str, Path], *, strict_extra:
             assigned[case] = path
     if unmatched and strict_extra:
         names = ", ".join(p.name for p in unmatched)
-        raise FileNotFoundError(f"{what} file(s) without a ground-truth CT in {case_ids_folder(case_ids)}: {names}")
+        raise FileNotFoundError(f"{what} file(s) in {folder} without a ground-truth CT in {gt_dir}: {names}")
     return assigned
-
-
-def case_ids_folder(case_ids: dict[str, Path]) -> Path | str:
-    """The folder of the ground-truth files (for messages)."""
-    first = next(iter(case_ids.values()), None)
-    return first.parent if first is not None else "the ground-truth folder"
 
 
 def pair_cases(
@@ -106,6 +102,7 @@ def pair_cases(
     *,
     masks_dir: Path | None = None,
     inputs_dir: Path | None = None,
+    gt_seg_dir: Path | None = None,
 ) -> list[CaseFiles]:
     """Pair the files of the evaluation folders, one :class:`CaseFiles` per ground-truth CT, sorted by case id.
 
@@ -114,6 +111,7 @@ def pair_cases(
         gt_dir: folder of ground-truth CTs; defines the cases.
         masks_dir: folder of body masks; when given, every case needs one.
         inputs_dir: folder of the MR / CBCT inputs (for the QA montage); when given, every case needs one.
+        gt_seg_dir: folder of ground-truth label maps; when given, every case needs one.
 
     Raises:
         FileNotFoundError: a folder is missing or empty, a case lacks a prediction / mask / input, or a prediction
@@ -129,15 +127,15 @@ def pair_cases(
     if not gt_by_case:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in the ground-truth folder {gt_dir}")
 
-    preds = _assign(pred_dir, "prediction", gt_by_case, strict_extra=True)
+    preds = _assign(pred_dir, "prediction", gt_by_case, gt_dir, strict_extra=True)
     missing = sorted(set(gt_by_case) - set(preds))
     if missing:
         raise FileNotFoundError(f"no prediction in {pred_dir} for case(s): {', '.join(missing)}")
     optional: dict[str, dict[str, Path]] = {}
-    for key, folder in (("mask", masks_dir), ("input", inputs_dir)):
+    for key, folder in (("mask", masks_dir), ("input", inputs_dir), ("segmentation", gt_seg_dir)):
         if folder is None:
             continue
-        optional[key] = _assign(folder, key, gt_by_case, strict_extra=False)
+        optional[key] = _assign(folder, key, gt_by_case, gt_dir, strict_extra=False)
         lacking = sorted(set(gt_by_case) - set(optional[key]))
         if lacking:
             raise FileNotFoundError(f"no {key} in {folder} for case(s): {', '.join(lacking)}")
@@ -150,6 +148,7 @@ def pair_cases(
             gt=gt_by_case[case],
             mask=optional.get("mask", {}).get(case),
             input=optional.get("input", {}).get(case),
+            gt_seg=optional.get("segmentation", {}).get(case),
         )
         for case in sorted(gt_by_case)
     ]

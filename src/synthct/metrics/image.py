@@ -201,6 +201,7 @@ def ms_ssim_levels(gt: ArrayLike, pred: ArrayLike, *, mask: ArrayLike | None) ->
     widths = _pad_widths(gt_arr.shape)
     x, y = (np.pad(im, widths, mode="edge") for im in images)
     m = np.pad(inside, widths, mode="edge")
+    del images, inside
 
     pad = (SSIM_WINDOW - 1) // 2
     values: list[float] = []

@@ -1,9 +1,10 @@
 """Visual QA of an evaluation: a PNG montage per case, a per-region MAE box plot and an HTML index page.
 
 Montage: rows are the axial, coronal and sagittal slices through the centre of the body mask's bounding box; columns
-are the input (MR or CBCT, if given), the sCT, the CT and ``|sCT - CT|``. The HU images use fixed windows
-(:data:`CT_WINDOW_HU`, :data:`DIFF_WINDOW_HU`) so that montages of different cases compare directly; the input has no
-HU scale and is shown between its 1st and 99th percentiles inside the mask. Pixels keep their physical aspect ratio.
+are the input (MR or CBCT, if given), the sCT, the CT and ``|sCT - CT|`` (zero outside the mask, as scored). The HU
+images use fixed windows (:data:`CT_WINDOW_HU`, :data:`DIFF_WINDOW_HU`) so that montages of different cases compare
+directly; the input has no HU scale and is shown between its 1st and 99th percentiles inside the mask. Pixels keep
+their physical aspect ratio.
 
 matplotlib is imported inside the functions (Agg canvas, no pyplot state), so importing this module stays cheap.
 """
@@ -94,6 +95,8 @@ def save_montage(
         lo, hi = (float(v) for v in np.percentile(ref, INPUT_PERCENTILES))
         columns.append(("input", input_image, (lo, hi if hi > lo else lo + 1.0), "gray"))
     diff = np.abs(sct.astype(np.float32) - ct.astype(np.float32))
+    if inside is not None:
+        diff[~inside] = 0.0  # as scored: both images are -1024 HU outside the mask
     columns += [
         (f"sCT [{CT_WINDOW_HU[0]:.0f}, {CT_WINDOW_HU[1]:.0f}] HU", sct, CT_WINDOW_HU, "gray"),
         (f"CT [{CT_WINDOW_HU[0]:.0f}, {CT_WINDOW_HU[1]:.0f}] HU", ct, CT_WINDOW_HU, "gray"),

@@ -97,7 +97,7 @@ def _spacing(spacing_mm: Sequence[float], ndim: int) -> tuple[float, ...]:
 
 
 def image_diagonal_mm(shape: Sequence[int], spacing_mm: Sequence[float]) -> float:
-    """Diagonal of the image extent, ``sqrt(sum((n_i * s_i)^2))`` in mm: the HD95 of a class missing from the prediction."""
+    """Diagonal of the image extent, ``sqrt(sum((n_i * s_i)^2))`` mm: the HD95 of a class the prediction misses."""
     return float(math.sqrt(sum((n * s) ** 2 for n, s in zip(shape, spacing_mm, strict=True))))
 
 

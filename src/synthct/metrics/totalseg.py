@@ -44,7 +44,8 @@ class TotalSegmentator:
 
     def command(self, input_path: Path, output_path: Path) -> list[str]:
         """The command line for one image: multi-label output, fast mode, task ``total``."""
-        return [str(self.executable), "-i", str(input_path), "-o", str(output_path), "--ml", "--fast", "--task", "total"]
+        io_args = ["-i", str(input_path), "-o", str(output_path)]
+        return [str(self.executable), *io_args, "--ml", "--fast", "--task", "total"]
 
     def segment(self, image: sitk.Image) -> np.ndarray:
         """Segment a CT (or sCT) and return its ``total`` label map on the image's grid.
@@ -81,7 +82,7 @@ class TotalSegmentator:
 
 
 def fast_total_weights_present(weights_dir: Path) -> bool:
-    """True when ``weights_dir`` holds a fast ``total`` checkpoint (``Dataset297_.../*/fold_0/checkpoint_final.pth``)."""
+    """True when ``weights_dir`` holds ``Dataset297_.../*/fold_0/checkpoint_final.pth`` (fast ``total``)."""
     return any((weights_dir / FAST_TOTAL_DATASET).glob("*/fold_0/checkpoint_final.pth"))
 
 

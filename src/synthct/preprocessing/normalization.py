@@ -7,7 +7,8 @@ Schemes (the paper's):
 * MR input, ``zscore_mask``: per-case z-score with mean and std taken **inside the body mask** (whole image if the mask
   is empty or absent); outside-mask voxels get the same affine map.
 * CBCT input, ``clip_zscore``: clip to a fixed range, then z-score with **dataset-level** mean/std (from the model).
-* CT target: clip to [-1024, 3071] HU, z-score with dataset mean/std; exactly inverted by :meth:`TargetNormalization.to_hu`.
+* CT target: clip to [-1024, 3071] HU, z-score with dataset mean/std; inverted exactly by
+  :meth:`TargetNormalization.to_hu`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,78 @@
+"""``synthct evaluate``: score a folder of synthetic CTs as the SynthRAD2025 leaderboard does (docs/evaluation.md)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+LOG = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``evaluate`` subcommand to ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score sCTs against CTs (MAE, PSNR, MS-SSIM, Dice/HD95) and write a QA report",
+        description=(
+            "Score every case of --gt: MAE, PSNR and MS-SSIM exactly as the SynthRAD2025 evaluation, and DICE/HD95 "
+            "on TotalSegmentator 'total' (fast) label maps when its weights are on disk (else a bone Dice, HU > 250). "
+            "Files pair by case id: the stem, or its last 7 characters (sct_1HNA001.mha <-> 1HNA001.mha)."
+        ),
+    )
+    parser.add_argument("--pred", type=Path, required=True, help="folder of synthetic CTs (.mha/.nii.gz/.nii)")
+    parser.add_argument("--gt", type=Path, required=True, help="folder of ground-truth CTs; defines the cases")
+    parser.add_argument("--out", type=Path, required=True, help="output folder for metrics.json, CSVs and the report")
+    parser.add_argument("--masks", type=Path, default=None, help="folder of body masks (default: score every voxel)")
+    parser.add_argument("--inputs", type=Path, default=None, help="folder of MR/CBCT inputs, shown in the montages")
+    parser.add_argument(
+        "--gt-seg", type=Path, default=None, help="TotalSegmentator label maps of the CTs (default: segment the CTs)"
+    )
+    parser.add_argument(
+        "--segmentation",
+        choices=("auto", "totalsegmentator", "bone"),
+        default="auto",
+        help="geometric metric: TotalSegmentator if available (auto), required, or bone Dice only",
+    )
+    parser.add_argument(
+        "--totalseg-weights",
+        type=Path,
+        default=None,
+        help="TotalSegmentator nnU-Net results folder (default ~/.totalsegmentator/nnunet/results)",
+    )
+    parser.add_argument("--totalseg-executable", default="TotalSegmentator", help="the TotalSegmentator command")
+    parser.add_argument(
+        "--missing-hd95",
+        choices=("diagonal", "exclude"),
+        default="diagonal",
+        help="HD95 of a class missing from the sCT segmentation: image diagonal (default) or excluded (MONAI 1.6.1)",
+    )
+    parser.add_argument("--no-report", action="store_true", help="skip the PNG montages, box plot and index.html")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(func=_run)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from synthct.metrics.evaluate import EvaluationConfig, evaluate_folder
+
+    config = EvaluationConfig(
+        pred_dir=args.pred,
+        gt_dir=args.gt,
+        out_dir=args.out,
+        masks_dir=args.masks,
+        inputs_dir=args.inputs,
+        gt_seg_dir=args.gt_seg,
+        segmentation=args.segmentation,
+        totalseg_weights=args.totalseg_weights,
+        totalseg_executable=args.totalseg_executable,
+        missing_hd95=args.missing_hd95,
+        report=not args.no_report,
+        progress=not args.no_progress,
+    )
+    result = evaluate_folder(config)
+    for metric, stats in result.aggregates.items():
+        LOG.info("%-9s mean %.4f  std %.4f  (n=%d)", metric, stats["mean"], stats["std"], stats["count"])
+    LOG.info("results in %s", config.out_dir)
+    return 0
