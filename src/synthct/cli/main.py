@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 #: Subcommand modules under ``synthct.cli``, in help order.
-SUBCOMMANDS: tuple[str, ...] = ("demo", "predict", "export", "evaluate")
+SUBCOMMANDS: tuple[str, ...] = ("demo", "predict", "export", "evaluate", "convert", "plan", "preprocess", "train")
 
 LOG = logging.getLogger("synthct")
 

@@ -165,20 +165,29 @@ def _stitch(
     batch_size: int,
     accumulate_on: torch.device,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One pass over ``tiles``: returns (sum (C_out, Z, Y, X), weight (Z, Y, X)), float32 on ``accumulate_on``."""
-    image = image.to(accumulate_on, non_blocking=True)
+    """One pass over ``tiles``: returns (sum (C_out, Z, Y, X), weight (Z, Y, X)), float32 on ``accumulate_on``.
+
+    The next tile batch is gathered (and, from the CPU, copied asynchronously from pinned memory) while the current
+    one is still computing on the GPU.
+    """
+    if accumulate_on.type == "cuda" and image.device.type == "cpu":
+        image = image.pin_memory()
+    image = image.to(accumulate_on, non_blocking=accumulate_on.type == "cuda")
     amp = AMP_DTYPES[settings.amp_dtype]
     w = weight_map(tuple(settings.tile_size), settings.blend, settings.sigma_scale, accumulate_on)
     weight = torch.zeros(image.shape[1:], dtype=torch.float32, device=accumulate_on)
     total: torch.Tensor | None = None
-    n_batches = (len(tiles) + batch_size - 1) // batch_size
+    batches = list(_batches(tiles, batch_size))
     # disable=None: a bar on terminals only, no carriage-return spam in CI logs
     bar = tqdm(total=len(tiles), desc="sliding window", unit="tile", disable=None if settings.progress else True,
                leave=False)
     with bar:
-        for batch in _batches(tiles, batch_size):
-            pred = predict_batch(networks, _gather(image, batch, device), settings.mirror_axes, amp)
-            pred = pred.to(accumulate_on, non_blocking=True)
+        upcoming = _gather(image, batches[0], device)
+        for i, batch in enumerate(batches):
+            pred = predict_batch(networks, upcoming, settings.mirror_axes, amp)  # asynchronous on CUDA
+            if i + 1 < len(batches):
+                upcoming = _gather(image, batches[i + 1], device)
+            pred = pred.to(accumulate_on)  # blocking: a non-blocking device→host copy could be read too early
             if total is None:
                 total = torch.zeros((pred.shape[1], *image.shape[1:]), dtype=torch.float32, device=accumulate_on)
             for b, tile in enumerate(batch):
@@ -189,6 +198,7 @@ def _stitch(
                     total[(slice(None), *tile)] += pred[b] * w
                     weight[tile] += w
             bar.update(len(batch))
+    n_batches = len(batches)
     LOG.debug("stitched %d tiles in %d batches of <= %d", len(tiles), n_batches, batch_size)
     assert total is not None
     return total, weight

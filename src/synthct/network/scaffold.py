@@ -113,3 +113,39 @@ def random_training_results(
         (out / f"fold_{fold}").mkdir(exist_ok=True)
         torch.save(checkpoint, out / f"fold_{fold}" / "checkpoint_final.pth")
     return out
+
+
+def random_segmentation_results(
+    out_dir: PathLike,
+    n_classes: int = 7,
+    features: Sequence[int] = (4, 8, 16, 16, 16, 16),
+    spacing: Sequence[float] = (3.0, 1.0, 1.0),
+    patch_size: Sequence[int] = (16, 64, 64),
+    ct_properties: dict[str, float] | None = None,
+    seed: int = 0,
+) -> Path:
+    """A stock-layout nnU-Net *segmentation* results folder (PlainConvUNet, CTNormalization) with random weights.
+
+    Stands in for a trained feature extractor in tests; ``ct_properties`` are the plans'
+    ``foreground_intensity_properties_per_channel['0']`` (default: TotalSegmentator-like CT statistics).
+    """
+    out = Path(out_dir)
+    props = ct_properties or {"mean": -50.39, "std": 503.39, "percentile_00_5": -1004.0, "percentile_99_5": 1588.0}
+    arch = architecture_block("PlainConvUNet", synthrad_arch_kwargs(features, residual=False))
+    plans = {
+        "dataset_name": "Dataset901_CompactExtractor",
+        "plans_name": "nnUNetPlans",
+        "foreground_intensity_properties_per_channel": {"0": props},
+        "configurations": {"3d_fullres": {"patch_size": list(patch_size), "spacing": list(spacing),
+                                          "normalization_schemes": ["CTNormalization"], "architecture": arch}},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "plans.json").write_text(json.dumps(plans, indent=2))
+    labels = {"background": 0, **{f"class_{i}": i for i in range(1, n_classes)}}
+    (out / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "labels": labels}, indent=2))
+    torch.manual_seed(seed)
+    network = build_network(arch, 1, n_classes)
+    (out / "fold_0").mkdir(exist_ok=True)
+    torch.save({"network_weights": network.state_dict(), "trainer_name": "nnUNetTrainer",
+                "inference_allowed_mirroring_axes": (0, 1, 2)}, out / "fold_0" / "checkpoint_final.pth")
+    return out

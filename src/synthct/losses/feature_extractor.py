@@ -1,0 +1,148 @@
+"""A frozen nnU-Net segmentation network used as anatomical feature extractor (AFP loss).
+
+Built from any nnU-Net results folder (``plans.json``, ``dataset.json``, ``fold_k/checkpoint_*.pth``) — a compact
+extractor trained with ``synthct extractor train`` or a TotalSegmentator model folder such as the 3 mm Dataset297:
+
+* the architecture comes from the folder's plans (explicit class/op tables, no discovery), with as many outputs as
+  its dataset has labels and no deep supervision;
+* weights are loaded **strictly** from ``torch.load(weights_only=True)``; any mismatch raises ValueError;
+* the module is frozen (``requires_grad_(False)``) and stays in eval mode even when a trainer calls ``.train()``;
+  its weights stay float32 (autocast, never ``.half()``);
+* its own CT normalisation (clip to the plans' foreground p0.5/p99.5, z-score with their mean/std) and spacing are
+  read from the plans, so inputs can be mapped from HU exactly as the extractor saw CTs in training.
+
+Feature taps are forward hooks on ``encoder.stages[i]`` and ``decoder.stages[j]``. The default (the reference fork's
+layers 0-8 for a 6-stage net) is every encoder stage except the last two, plus every decoder stage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from synthct.network.build import build_network
+from synthct.network.checkpoint import read_nnunet_checkpoint
+from synthct.typing import PathLike
+
+LOG = logging.getLogger(__name__)
+
+#: A feature tap: ("encoder", stage index) or ("decoder", stage index).
+Tap = tuple[str, int]
+
+
+def default_taps(n_stages: int) -> list[Tap]:
+    """Encoder stages 0..n-3 and decoder stages 0..n-2 (9 taps for a 6-stage U-Net)."""
+    return [("encoder", i) for i in range(max(n_stages - 2, 0))] + [("decoder", j) for j in range(n_stages - 1)]
+
+
+class FrozenFeatureNet(nn.Module):
+    """Frozen segmentation network with feature hooks.
+
+    Args:
+        network: an nnU-Net-style U-Net (``encoder.stages``, ``decoder.stages``, ``encoder.strides``).
+        ct_clip: (low, high) HU clip of the extractor's CT normalisation.
+        ct_mean: mean (HU) of its z-score.
+        ct_std: std (HU) of its z-score.
+        spacing: (Z, Y, X) mm the extractor was trained at.
+        taps: feature taps; default :func:`default_taps`.
+    """
+
+    def __init__(self, network: nn.Module, ct_clip: tuple[float, float], ct_mean: float, ct_std: float,
+                 spacing: Sequence[float], taps: Sequence[Tap] | None = None) -> None:
+        super().__init__()
+        self.network = network.eval().requires_grad_(False)
+        self.ct_clip = (float(ct_clip[0]), float(ct_clip[1]))
+        self.ct_mean, self.ct_std = float(ct_mean), float(ct_std)
+        self.spacing = tuple(float(s) for s in spacing)
+        n_stages = len(network.encoder.stages)
+        self.taps = list(taps) if taps is not None else default_taps(n_stages)
+        self._captured: dict[int, torch.Tensor] = {}
+        for index, (part, stage) in enumerate(self.taps):
+            stages = network.encoder.stages if part == "encoder" else network.decoder.stages if part == "decoder" \
+                else None
+            if stages is None or not 0 <= stage < len(stages):
+                raise ValueError(f"feature tap {(part, stage)} does not exist in a {n_stages}-stage network")
+            stages[stage].register_forward_hook(self._hook(index))
+
+    def _hook(self, index: int):
+        def store(module: nn.Module, inputs: object, output: torch.Tensor) -> None:
+            self._captured[index] = output
+        return store
+
+    def train(self, mode: bool = True) -> FrozenFeatureNet:
+        """Always eval: the extractor's normalisation statistics and dropout must not change in training."""
+        return super().train(False)
+
+    @property
+    def stride_multiple(self) -> tuple[int, ...]:
+        """Cumulative stride per axis (Z, Y, X): inputs are padded to a multiple of it."""
+        strides = [s if isinstance(s, Sequence) else [s] * 3 for s in self.network.encoder.strides]
+        return tuple(math.prod(int(s[a]) for s in strides) for a in range(3))
+
+    def normalize_hu(self, hu: torch.Tensor) -> torch.Tensor:
+        """HU → the extractor's normalised CT units (float32)."""
+        return (hu.float().clamp(*self.ct_clip) - self.ct_mean) / self.ct_std
+
+    @property
+    def air_value(self) -> float:
+        """-1024 HU in the extractor's normalised units (used for padding)."""
+        return (max(-1024.0, self.ct_clip[0]) - self.ct_mean) / self.ct_std
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Feature maps of ``x`` (B, 1, Z, Y, X) in the extractor's normalised units, one per tap, in tap order."""
+        self._captured = {}
+        self.network(x)
+        features = [self._captured[i] for i in range(len(self.taps))]
+        self._captured = {}
+        return features
+
+
+def _ct_normalization(plans: dict, configuration: str, path: Path) -> tuple[tuple[float, float], float, float]:
+    config = plans["configurations"][configuration]
+    schemes = config.get("normalization_schemes", ["CTNormalization"])
+    if schemes[0] != "CTNormalization":
+        raise ValueError(f"{path}: extractor channel 0 uses {schemes[0]!r}; a CT extractor with CTNormalization "
+                         "is required")
+    props = plans.get("foreground_intensity_properties_per_channel", {}).get("0")
+    if not props:
+        raise ValueError(f"{path}: plans.json lacks foreground_intensity_properties_per_channel['0']")
+    return (float(props["percentile_00_5"]), float(props["percentile_99_5"])), float(props["mean"]), \
+        float(props["std"])
+
+
+def load_feature_extractor(results_dir: PathLike, fold: int = 0, checkpoint: str = "final",
+                           configuration: str = "3d_fullres", taps: Sequence[Tap] | None = None) -> FrozenFeatureNet:
+    """Build, strictly load and freeze the segmentation network of an nnU-Net results folder.
+
+    Raises:
+        FileNotFoundError: plans.json, dataset.json or the checkpoint is missing (the message names it).
+        ValueError: unknown architecture, non-CT normalisation, or weights that do not match the network.
+    """
+    root = Path(results_dir)
+    files = [root / "plans.json", root / "dataset.json", root / f"fold_{fold}" / f"checkpoint_{checkpoint}.pth"]
+    for f in files:
+        if not f.is_file():
+            raise FileNotFoundError(f"feature extractor file not found: {f}")
+    plans, dataset = json.loads(files[0].read_text()), json.loads(files[1].read_text())
+    if configuration not in plans.get("configurations", {}):
+        raise ValueError(f"{files[0]}: no configuration {configuration!r}")
+    n_out = len(dataset["labels"])
+    network = build_network(plans["configurations"][configuration]["architecture"], 1, n_out)
+    state = read_nnunet_checkpoint(files[2]).get("network_weights")
+    if state is None:
+        raise ValueError(f"{files[2]} has no 'network_weights'")
+    state = {k.removeprefix("_orig_mod."): v for k, v in state.items()}
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"extractor weights {files[2]} do not match its plans: {str(exc)[:500]}") from None
+    clip, mean, std = _ct_normalization(plans, configuration, files[0])
+    spacing = plans["configurations"][configuration]["spacing"]
+    LOG.info("feature extractor %s: %d classes, spacing %s mm, CT clip %s", root, n_out, spacing, clip)
+    return FrozenFeatureNet(network.float(), clip, mean, std, spacing, taps)
