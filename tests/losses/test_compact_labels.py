@@ -11,8 +11,8 @@ from conftest import SAMPLES
 
 from synthct.losses.compact_labels import COMPACT_GROUPS, compact_lookup, group_of, to_compact
 
-CLASS_MAP = {int(k): v for k, v in
-             json.loads((SAMPLES / "totalsegmentator" / "totalsegmentator_class_map.json").read_text())["total"].items()}
+_MAP_FILE = SAMPLES / "totalsegmentator" / "totalsegmentator_class_map.json"
+CLASS_MAP = {int(k): v for k, v in json.loads(_MAP_FILE.read_text())["total"].items()}
 
 
 def test_every_class_is_assigned_and_group_sizes() -> None:
