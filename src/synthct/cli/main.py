@@ -10,7 +10,8 @@ import sys
 from collections.abc import Sequence
 
 #: Subcommand modules under ``synthct.cli``, in help order.
-SUBCOMMANDS: tuple[str, ...] = ("demo", "predict", "export", "evaluate", "convert", "plan", "preprocess", "train")
+SUBCOMMANDS: tuple[str, ...] = ("demo", "predict", "export", "evaluate", "convert", "plan", "preprocess", "train",
+                                  "extractor")
 
 LOG = logging.getLogger("synthct")
 

@@ -23,7 +23,7 @@ from synthct.metrics.segmentation import (
     region_classes,
     segmentation_metrics,
 )
-from synthct.metrics.totalseg import TotalSegmentator, find_totalsegmentator
+from synthct.io.totalseg import TotalSegmentator, find_totalsegmentator
 
 __all__ = [
     "DATA_RANGE",

@@ -1,4 +1,7 @@
-"""TotalSegmentator ``total`` fast (3 mm) segmentation through its command-line tool, in a subprocess.
+"""TotalSegmentator ``total`` segmentation through its command-line tool, in a subprocess.
+
+Fast (3 mm, the evaluation's model) by default; full resolution (1.5 mm, five part models) for building the AFP
+extractor's training labels.
 
 The SynthRAD2025 evaluation segments the sCT with TotalSegmentator v2, task ``total``, fast mode (model
 ``Dataset297_TotalSegmentator_total_3mm_1559subj``, ``challenge.md`` §9.1). ``synthct`` never imports
@@ -23,6 +26,8 @@ LOG = logging.getLogger(__name__)
 
 #: Folder of the fast ``total`` model inside TotalSegmentator's nnU-Net results folder.
 FAST_TOTAL_DATASET: str = "Dataset297_TotalSegmentator_total_3mm_1559subj"
+#: Dataset ids of the full-resolution ``total`` task (v2): organs, vertebrae, cardiac, muscles, ribs.
+FULL_TOTAL_DATASET_IDS: tuple[int, ...] = (291, 292, 293, 294, 295)
 #: TotalSegmentator's default nnU-Net results folder (``~/.totalsegmentator/nnunet/results``).
 DEFAULT_WEIGHTS_DIR: Path = Path.home() / ".totalsegmentator" / "nnunet" / "results"
 
@@ -41,11 +46,12 @@ class TotalSegmentator:
     executable: Path
     weights_dir: Path
     timeout_s: float = 3600.0
+    fast: bool = True
 
     def command(self, input_path: Path, output_path: Path) -> list[str]:
-        """The command line for one image: multi-label output, fast mode, task ``total``."""
+        """The command line for one image: multi-label output, task ``total`` (``--fast`` for the 3 mm model)."""
         io_args = ["-i", str(input_path), "-o", str(output_path)]
-        return [str(self.executable), *io_args, "--ml", "--fast", "--task", "total"]
+        return [str(self.executable), *io_args, "--ml", *(["--fast"] if self.fast else []), "--task", "total"]
 
     def segment(self, image: sitk.Image) -> np.ndarray:
         """Segment a CT (or sCT) and return its ``total`` label map on the image's grid.
@@ -86,8 +92,15 @@ def fast_total_weights_present(weights_dir: Path) -> bool:
     return any((weights_dir / FAST_TOTAL_DATASET).glob("*/fold_0/checkpoint_final.pth"))
 
 
+def missing_full_total_weights(weights_dir: Path) -> list[str]:
+    """The full-resolution ``total`` datasets (``Dataset291_*`` … ``Dataset295_*``) without weights under
+    ``weights_dir``, as folder patterns."""
+    return [f"{weights_dir}/Dataset{i}_*/*/fold_0/checkpoint_final.pth" for i in FULL_TOTAL_DATASET_IDS
+            if not any(weights_dir.glob(f"Dataset{i}_*/*/fold_0/checkpoint_final.pth"))]
+
+
 def find_totalsegmentator(
-    weights_dir: Path | None = None, executable: str | Path = "TotalSegmentator"
+    weights_dir: Path | None = None, executable: str | Path = "TotalSegmentator", fast: bool = True
 ) -> tuple[TotalSegmentator | None, str]:
     """Locate the TotalSegmentator command and the fast ``total`` weights.
 
@@ -103,6 +116,9 @@ def find_totalsegmentator(
     found = shutil.which(str(executable))
     if found is None:
         return None, f"the TotalSegmentator command ({executable}) is not on PATH"
-    if not fast_total_weights_present(weights):
+    if fast and not fast_total_weights_present(weights):
         return None, f"no fast 'total' weights ({FAST_TOTAL_DATASET}/*/fold_0/checkpoint_final.pth) under {weights}"
-    return TotalSegmentator(executable=Path(found), weights_dir=weights), ""
+    missing = [] if fast else missing_full_total_weights(weights)
+    if missing:
+        return None, f"no full-resolution 'total' weights: missing {', '.join(missing)}"
+    return TotalSegmentator(executable=Path(found), weights_dir=weights, fast=fast), ""
