@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from synthct.io.totalseg import FAST_TOTAL_DATASET, find_totalsegmentator
 from synthct.metrics.evaluate import EvaluationConfig, aggregate, evaluate_folder
 from synthct.metrics.image import ms_ssim
-from synthct.io.totalseg import FAST_TOTAL_DATASET, find_totalsegmentator
 
 
 def _write(array: np.ndarray, like: sitk.Image | None, path: Path) -> None:
