@@ -37,6 +37,8 @@ def test_demo_runs_on_the_bundled_sample(repo_root: Path, tmp_path: Path, capsys
     printed = capsys.readouterr().out
     assert "RANDOM-WEIGHT demo model" in printed or "bundled weights" in printed
     path = Path(printed.split("sCT written: ")[1].splitlines()[0])
+    assert (tmp_path / "demo" / "preview.png").stat().st_size > 10_000
+    assert "MAE" in printed and "MS-SSIM" in printed
     hu = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
     mask = sitk.GetArrayFromImage(sitk.ReadImage(str(repo_root / "samples" / "porcine" / "mask.mha")))
     assert hu.shape == mask.shape and np.all(hu[mask == 0] == -1000)

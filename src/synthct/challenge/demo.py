@@ -13,8 +13,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from synthct.challenge.algorithm import run_case
 from synthct.challenge.contract import INPUT_IMAGE_DIRS, MASK_DIR, REGION_FILE
 from synthct.challenge.errors import CaseError
@@ -29,11 +27,16 @@ DEMO_REGION = "Head and Neck"
 
 @dataclass(frozen=True)
 class DemoResult:
+    """What the demo wrote and measured: the sCT, its PNG preview, and metrics against the sample's real CT."""
+
     output: Path
+    preview: Path
     random_weights: bool
     hu_min: float
     hu_max: float
-    body_mean_hu: float
+    mae: float
+    psnr: float
+    ms_ssim: float
 
 
 def make_gc_input(sample_dir: Path, input_root: Path, task: str = "mri") -> Path:
@@ -84,6 +87,23 @@ def run_demo(repo_root: Path, out: Path, device: str = "auto") -> DemoResult:
     if output_root.exists():
         shutil.rmtree(output_root)
     path = run_case(input_root, output_root, models, device)
-    hu, _, _ = read_image(path)
+    return _summarise(path, sample, out, random_weights)
+
+
+def _summarise(sct_path: Path, sample: Path, out: Path, random_weights: bool) -> DemoResult:
+    """Score the sCT against the sample's real CT inside the body mask and write ``out/preview.png``."""
+    from synthct.metrics import image_metrics
+    from synthct.metrics.report import save_montage
+
+    sct, geometry, _ = read_image(sct_path)
+    ct, _, _ = read_image(sample / "ct.mha")
     mask, _, _ = read_image(sample / "mask.mha")
-    return DemoResult(path, random_weights, float(hu.min()), float(hu.max()), float(np.mean(hu[mask > 0])))
+    mr, _, _ = read_image(sample / "mr.mha")
+    scores = image_metrics(ct, sct, mask=mask > 0)
+    label = "RANDOM WEIGHTS (pipeline check)" if random_weights else "bundled weights"
+    title = (f"synthct demo, porcine sample, {label}: MAE {scores['mae']:.1f} HU, PSNR {scores['psnr']:.2f} dB, "
+             f"MS-SSIM {scores['ms_ssim']:.3f}")
+    preview = save_montage(out / "preview.png", ct=ct, sct=sct, spacing_zyx=geometry.spacing_zyx, mask=mask,
+                           input_image=mr, title=title)
+    return DemoResult(sct_path, preview, random_weights, float(sct.min()), float(sct.max()), scores["mae"],
+                      scores["psnr"], scores["ms_ssim"])

@@ -29,6 +29,8 @@ def _run(args: argparse.Namespace) -> int:
     result = run_demo(repo, Path(args.out).resolve(), args.device)
     kind = "RANDOM-WEIGHT demo model (pipeline check, not a real sCT)" if result.random_weights else "bundled weights"
     print(f"sCT written: {result.output}")
+    print(f"preview:     {result.preview}")
     print(f"model: {kind}")
-    print(f"HU range [{result.hu_min:.0f}, {result.hu_max:.0f}], mean inside body {result.body_mean_hu:.0f} HU")
+    print(f"HU range [{result.hu_min:.0f}, {result.hu_max:.0f}]; against the sample's real CT inside the body mask: "
+          f"MAE {result.mae:.1f} HU, PSNR {result.psnr:.2f} dB, MS-SSIM {result.ms_ssim:.4f}")
     return 0
