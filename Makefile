@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench container clean
 
 $(BIN)/synthct: pyproject.toml requirements.txt
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,9 @@ lint: venv
 
 bench: venv
 	$(BIN)/python benchmarks/inference_speed.py
+
+container: venv
+	bash .ci/container.sh
 
 clean:
 	rm -rf demo_output build .pytest_cache

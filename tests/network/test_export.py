@@ -118,3 +118,17 @@ def test_mirroring_recorded_from_checkpoint(tmp_path: Path) -> None:
     results = random_training_results(tmp_path / "r", features=(4, 8), patch_size=(8, 16, 16), mirror_axes=(1, 2))
     manifest = read_manifest(export_model(results, tmp_path / "m"))
     assert manifest.trained_with_mirroring and manifest.mirror_axes == (1, 2)
+
+
+def test_fold_all_is_exported_and_loaded(tiny_results: Path, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    shutil.copytree(tiny_results, results)
+    (results / "fold_0").rename(results / "fold_all")
+    model = export_model(results, tmp_path / "model")
+    manifest, [net] = load_model_folder(model, ["all"])
+    assert manifest.folds == [1, "all"] and manifest.weights["all"] == "fold_all/model.safetensors"
+    x = torch.randn(1, 1, 16, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(net(x), reference_output(tiny_results, 0, x))
+    with pytest.raises(ValueError, match="fold must be a non-negative integer or 'all', got 'best'"):
+        load_model_folder(model, ["best"])

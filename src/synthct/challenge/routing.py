@@ -20,6 +20,7 @@ from typing import Any
 
 from synthct.challenge.errors import CaseError
 from synthct.inference.predictor import InferenceOptions
+from synthct.network.manifest import parse_fold
 
 ROUTING_VERSION = 1
 
@@ -39,7 +40,7 @@ def _options(entry: dict[str, Any], device: str) -> InferenceOptions:
         step=float(entry.get("step", 0.3)),
         blend=str(entry.get("blend", "mean")),
         tta=bool(entry.get("tta", False)),
-        folds=None if folds is None else tuple(int(f) for f in folds),
+        folds=None if folds is None else tuple(parse_fold(f) for f in folds),
         tile_batch=int(entry.get("tile_batch", 0)),
         device=device,
     )

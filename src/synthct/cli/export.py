@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from synthct.network.manifest import parse_fold
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="turn an nnU-Net training results folder into a synthct model folder",
@@ -11,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("results_dir", help="nnU-Net results folder (plans.json, dataset.json, fold_k/checkpoint_*.pth)")
     p.add_argument("out_dir", help="model folder to create")
     p.add_argument("--checkpoint", choices=("final", "best"), default="final")
-    p.add_argument("--folds", type=int, nargs="+", default=None, help="folds to export (default: all found)")
+    p.add_argument("--folds", type=parse_fold, nargs="+", default=None, help="folds to export (default: all found)")
     p.add_argument("--configuration", default="3d_fullres")
     p.add_argument("--fp16", action="store_true", help="store weights in fp16 (half the size)")
     p.add_argument("--force", action="store_true", help="replace an existing OUT_DIR")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from synthct.network.manifest import parse_fold
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="synthesise a CT from one MR/CBCT image and its body mask")
@@ -14,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--step", type=float, default=0.3, help="tile step as a fraction of the patch (default 0.3)")
     p.add_argument("--blend", choices=("mean", "gaussian"), default="mean")
     p.add_argument("--tta", action="store_true", help="mirroring TTA (only for models trained with mirroring)")
-    p.add_argument("--folds", type=int, nargs="+", default=None, help="folds to ensemble (default: all)")
+    p.add_argument("--folds", type=parse_fold, nargs="+", default=None, help="folds to ensemble (default: all)")
     p.add_argument("--tile-batch", type=int, default=0, help="tiles per forward pass (0 = automatic)")
     p.add_argument("--amp", choices=("float16", "bfloat16", "float32"), default="float16", help="CUDA autocast dtype")
     p.add_argument("--no-skip", action="store_true", help="compute tiles outside the body mask too")

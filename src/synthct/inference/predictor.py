@@ -34,7 +34,7 @@ class InferenceOptions:
         step: sliding-window step as a fraction of the patch.
         blend: "mean" or "gaussian".
         tta: mirroring test-time augmentation; only allowed for models trained with mirroring.
-        folds: folds to ensemble (None = all in the model folder).
+        folds: folds to ensemble, integers or "all" (None = all in the model folder).
         tile_batch: tiles per forward pass (0 = automatic).
         amp_dtype: "float16", "bfloat16" or "float32" (CUDA only; the CPU always runs float32).
         skip_outside_mask: skip tiles that do not touch the body mask.
@@ -45,7 +45,7 @@ class InferenceOptions:
     step: float = 0.3
     blend: str = "mean"
     tta: bool = False
-    folds: tuple[int, ...] | None = None
+    folds: tuple[int | str, ...] | None = None
     tile_batch: int = 0
     amp_dtype: str = "float16"
     skip_outside_mask: bool = True

@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from synthct.network.build import build_network
-from synthct.network.manifest import ModelManifest, read_manifest
+from synthct.network.manifest import Fold, ModelManifest, parse_fold, read_manifest
 from synthct.typing import PathLike
 
 LOG = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def load_network(manifest: ModelManifest, weights: PathLike) -> nn.Module:
     return network.eval()
 
 
-def load_model_folder(model_dir: PathLike, folds: list[int] | None = None) -> tuple[ModelManifest, list[nn.Module]]:
+def load_model_folder(model_dir: PathLike, folds: list[Fold] | None = None) -> tuple[ModelManifest, list[nn.Module]]:
     """Read the manifest and load one network per requested fold (all folds of the manifest by default).
 
     Raises:
@@ -122,7 +122,7 @@ def load_model_folder(model_dir: PathLike, folds: list[int] | None = None) -> tu
     """
     model_dir = Path(model_dir)
     manifest = read_manifest(model_dir)
-    chosen = manifest.folds if folds is None else folds
+    chosen = manifest.folds if folds is None else [parse_fold(f) for f in folds]
     unknown = [f for f in chosen if str(f) not in manifest.weights]
     if unknown:
         raise ValueError(f"folds {unknown} are not in model folder {model_dir} (it has {manifest.folds})")

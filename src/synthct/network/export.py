@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from synthct.network.checkpoint import load_network, read_nnunet_checkpoint, save_safetensors
-from synthct.network.manifest import ModelManifest, write_manifest
+from synthct.network.manifest import Fold, ModelManifest, fold_order, parse_fold, write_manifest
 from synthct.preprocessing.normalization import InputNormalization, TargetNormalization
 from synthct.typing import PathLike
 
@@ -35,13 +35,14 @@ def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _find_folds(results: Path, checkpoint: str) -> dict[int, Path]:
-    found = {}
+def _find_folds(results: Path, checkpoint: str) -> dict[Fold, Path]:
+    """fold_0 … fold_4 and fold_all folders that hold ``checkpoint_<checkpoint>.pth``."""
+    found: dict[Fold, Path] = {}
     for fold_dir in sorted(results.glob("fold_*")):
         ckpt = fold_dir / f"checkpoint_{checkpoint}.pth"
         suffix = fold_dir.name.removeprefix("fold_")
-        if ckpt.is_file() and suffix.isdigit():
-            found[int(suffix)] = ckpt
+        if ckpt.is_file() and (suffix.isdigit() or suffix == "all"):
+            found[parse_fold(suffix)] = ckpt
     return found
 
 
@@ -77,7 +78,7 @@ def export_model(
     results_dir: PathLike,
     out_dir: PathLike,
     checkpoint: str = "final",
-    folds: list[int] | None = None,
+    folds: list[Fold] | None = None,
     configuration: str = "3d_fullres",
     half: bool = False,
     overwrite: bool = False,
@@ -88,7 +89,7 @@ def export_model(
         results_dir: training results folder (plans.json, dataset.json, fold_k/checkpoint_*.pth).
         out_dir: model folder to create.
         checkpoint: "final" or "best".
-        folds: folds to export (default: every fold that has the checkpoint).
+        folds: folds to export, integers or "all" (default: every fold that has the checkpoint).
         configuration: nnU-Net configuration name in plans.json.
         half: store floating weights as fp16 (halves the size; loaded back as fp32).
         overwrite: replace an existing ``out_dir``.
@@ -105,7 +106,7 @@ def export_model(
         raise FileExistsError(f"{out} exists; pass overwrite=True (--force) to replace it")
     plans, dataset = _read_json(results / "plans.json"), _read_json(results / "dataset.json")
     available = _find_folds(results, checkpoint)
-    chosen = sorted(available) if folds is None else folds
+    chosen = sorted(available, key=fold_order) if folds is None else [parse_fold(f) for f in folds]
     missing = [f for f in chosen if f not in available]
     if not chosen or missing:
         raise FileNotFoundError(f"no checkpoint_{checkpoint}.pth for folds {missing or 'any'} in {results}")

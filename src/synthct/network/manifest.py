@@ -27,6 +27,26 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "synthct.json"
 TASKS = ("mri", "cbct")
 REGIONS = ("HN", "TH", "AB")
+#: A fold: an index of nnU-Net's 5-fold split, or "all" (trained on every case).
+Fold = int | str
+
+
+def parse_fold(value: object) -> Fold:
+    """``3``/``"3"`` → 3, ``"all"`` → "all"; anything else raises ValueError quoting it."""
+    if value == "all":
+        return "all"
+    try:
+        fold = int(str(value))
+    except ValueError:
+        fold = -1
+    if fold < 0:
+        raise ValueError(f"fold must be a non-negative integer or 'all', got {value!r}")
+    return fold
+
+
+def fold_order(fold: Fold) -> tuple[int, int]:
+    """Sort key: numbered folds first, in order, then "all"."""
+    return (1, 0) if fold == "all" else (0, int(fold))
 
 
 @dataclass(frozen=True)
@@ -78,12 +98,14 @@ class ModelManifest:
             raise ValueError(f"spacing must be 3 positive numbers (Z, Y, X) in mm, got {self.spacing}")
         if not self.weights:
             raise ValueError("a model folder needs at least one fold in 'weights'")
+        for key in self.weights:
+            parse_fold(key)
         if self.mirror_axes and not self.trained_with_mirroring:
             raise ValueError(f"mirror_axes {self.mirror_axes} given but trained_with_mirroring is false")
 
     @property
-    def folds(self) -> list[int]:
-        return sorted(int(k) for k in self.weights)
+    def folds(self) -> list[Fold]:
+        return sorted((parse_fold(k) for k in self.weights), key=fold_order)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -99,7 +121,7 @@ class ModelManifest:
             "patch_size": list(self.patch_size),
             "spacing": list(self.spacing),
             "folds": self.folds,
-            "weights": dict(sorted(self.weights.items(), key=lambda kv: int(kv[0]))),
+            "weights": {str(f): self.weights[str(f)] for f in self.folds},
             "trained_with_mirroring": self.trained_with_mirroring,
             "mirror_axes": list(self.mirror_axes),
             "extra": self.extra,

@@ -1,0 +1,246 @@
+#!/usr/bin/env python
+"""Reproduce the bundled DEMO weights (weights/mri/porcine-demo, weights/cbct/ctsim-demo) from scratch.
+
+    python scripts/make_demo_weights.py ../shared/data [--iterations 60 --epochs 25] [--work build/demo-weights]
+
+The demo weights are trained with synthct's own pipeline (``synthct convert → plan → preprocess → train → export``)
+on the small real volumes of the project's data folder. They are NOT SynthRAD2025 models: they exist so that the
+container and ``make demo`` produce a real (if modest) synthetic CT out of the box. Held-out data are never trained on.
+
+* **Task 1 (MRI → CT)**: the real paired porcine MR/CT (MRI-DIR phantom, ``mridir-porcine-ct-mr``). Training cases:
+  axial slabs z = 0..27 and 68..94. Held out: z = 28..67, exactly the slab committed as ``samples/porcine`` (the
+  ``make demo`` case; ``test/mri`` lies inside it).
+* **Task 2 (CBCT → CT)**: CBCTs simulated from real CTs with the documented simulation of
+  ``scripts/make_test_cases.py`` (cupping, shading, streaks, noise, calibration drift, circular FOV) on a 2 x 2 x 3 mm
+  grid. Training CTs: OpenKBP ``pt_4`` (head and neck), TotalSegmentator ``example_ct`` (abdomen), and the two
+  TotalSegmentator thorax crops (``pulmonary_report``, ``aorta_report``). Held out: OpenKBP ``pt_2`` (the source of
+  ``samples/openkbp_hn`` and ``test/cbct``).
+
+For each held-out set the script reports MAE / PSNR / MS-SSIM (the project's metrics, as the SynthRAD2025 evaluation)
+of the demo model, of the identity baseline (input vs CT) and of the best global linear intensity map (least squares
+from the normalised input to HU, fitted on the training voxels inside the body), and writes them to
+``weights/DEMO_RESULTS.md`` and ``.json``. Both models route all three regions of their task
+(``resources/models.json``); their ``synthct.json`` says what they were trained on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_test_cases import simulate_cbct  # noqa: E402  (the documented CBCT simulation)
+
+LOG = logging.getLogger("make_demo_weights")
+PORCINE_TRAIN_SLABS = ((0, 28), (68, 95))
+PORCINE_HELD_OUT = (28, 68)
+CBCT_SPACING = (2.0, 2.0, 3.0)  # x, y, z mm (the test/cbct grid)
+CBCT_TRAIN = {"HN": ["openkbp-hn-ct/pt_4/ct.nii.gz"], "AB": ["totalsegmentator-examples/example_ct.nii.gz"],
+              "TH": ["totalsegmentator-examples/pulmonary_report/ct_cropped.nii.gz",
+                     "totalsegmentator-examples/aorta_report/ct_cropped.nii.gz"]}
+CBCT_HELD_OUT = "openkbp-hn-ct/pt_2/ct.nii.gz"
+MODELS = {"mri": "porcine-demo", "cbct": "ctsim-demo"}
+DESCRIPTIONS = {
+    "mri": "DEMO weights, NOT a SynthRAD2025 model: small nnResU-Net trained by scripts/make_demo_weights.py on two "
+           "axial slabs of one real porcine tissue phantom (MRI-DIR, T2 MR -> CT; not human anatomy). Serves HN, TH "
+           "and AB only so that the pipeline runs out of the box.",
+    "cbct": "DEMO weights, NOT a SynthRAD2025 model: small nnResU-Net trained by scripts/make_demo_weights.py on "
+            "CBCTs simulated from 4 real CTs (OpenKBP pt_4 head and neck, TotalSegmentator abdomen and two thorax "
+            "crops). Serves HN, TH and AB.",
+}
+
+
+def synthct(*args: str) -> None:
+    cmd = [sys.executable, "-m", "synthct.cli.main", *args]
+    LOG.info("$ synthct %s", " ".join(args))
+    subprocess.run(cmd, check=True)
+
+
+def body_mask(ct: sitk.Image) -> sitk.Image:
+    """Body outline of a CT: > -400 HU, largest component, holes filled per slice, dilated by 3 voxels in-plane."""
+    hu = sitk.GetArrayFromImage(ct)
+    m = hu > -400
+    labels, n = ndimage.label(m)
+    if n:
+        m = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
+    m = np.stack([ndimage.binary_fill_holes(s) for s in m])
+    m = ndimage.binary_dilation(m, structure=np.ones((1, 7, 7), bool))
+    out = sitk.GetImageFromArray(m.astype(np.uint8))
+    out.CopyInformation(ct)
+    return out
+
+
+def resample(image: sitk.Image, spacing: tuple[float, float, float], interp: int, default: float) -> sitk.Image:
+    size = [max(1, int(round(n * s / t))) for n, s, t in zip(image.GetSize(), image.GetSpacing(), spacing,
+                                                                strict=True)]
+    return sitk.Resample(image, size, sitk.Transform(), interp, image.GetOrigin(), spacing, image.GetDirection(),
+                         default, image.GetPixelID())
+
+
+def cbct_pair(ct_path: Path) -> tuple[sitk.Image, sitk.Image, sitk.Image]:
+    """(simulated CBCT, CT, mask) on the 2 x 2 x 3 mm grid from one real CT (CT clipped to [-1024, 3071])."""
+    ct = sitk.Clamp(sitk.Cast(sitk.ReadImage(str(ct_path)), sitk.sitkFloat32), sitk.sitkFloat32, -1024, 3071)
+    ct = resample(ct, CBCT_SPACING, sitk.sitkLinear, -1024.0)
+    mask = body_mask(ct)
+    cbct, mask = simulate_cbct(ct, mask)
+    return cbct, sitk.Cast(sitk.Round(ct), sitk.sitkInt16), mask
+
+
+def write_case(folder: Path, image_name: str, image: sitk.Image, ct: sitk.Image, mask: sitk.Image) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, im in ((image_name, image), ("ct.mha", ct), ("mask.mha", mask)):
+        sitk.WriteImage(im, str(folder / name), useCompression=True)
+
+
+def build_roots(data: Path, root: Path) -> dict[str, tuple[sitk.Image, sitk.Image, sitk.Image]]:
+    """Miniature SynthRAD2025 training folders under ``root``; returns the held-out (input, CT, mask) per task."""
+    porcine = data / "mridir-porcine-ct-mr"
+    mr, ct, mask = (sitk.ReadImage(str(porcine / f"{n}.mha")) for n in ("mr", "ct", "mask"))
+    for i, (z0, z1) in enumerate(PORCINE_TRAIN_SLABS, start=1):
+        write_case(root / "Task1" / "HN" / f"1HNA{i:03d}", "mr.mha", mr[:, :, z0:z1], ct[:, :, z0:z1],
+                   mask[:, :, z0:z1])
+    for region, paths in CBCT_TRAIN.items():
+        for i, rel in enumerate(paths, start=1):
+            write_case(root / "Task2" / region / f"2{region}A{i:03d}", "cbct.mha", *cbct_pair(data / rel))
+    z0, z1 = PORCINE_HELD_OUT
+    return {"mri": (mr[:, :, z0:z1], ct[:, :, z0:z1], mask[:, :, z0:z1]), "cbct": cbct_pair(data / CBCT_HELD_OUT)}
+
+
+def train_model(task: str, root: Path, work: Path, args: argparse.Namespace) -> Path:
+    """convert → plan → preprocess → train (fold 'all') → export (fp16) for one task; returns the model folder."""
+    number = {"mri": 1, "cbct": 2}[task]
+    dataset = str(500 + 10 * number)  # --region all: one joint dataset per task
+    raw, pre, res = (str(work / n) for n in ("raw", "preprocessed", "results"))
+    patch = [str(v) for v in args.patch[task]]
+    synthct("convert", str(root), raw, "--task", str(number), "--region", "all", "--force", "--workers", "2")
+    synthct("plan", dataset, "--arch", "resunet", "--patch-size", *patch, "--batch-size", "2", "--base-features",
+            str(args.base_features), "--max-features", str(args.max_features), "--num-processes", "1",
+            "--raw", raw, "--preprocessed", pre)
+    synthct("preprocess", dataset, "--num-processes", "1", "--raw", raw, "--preprocessed", pre)
+    synthct("train", dataset, "all", "--epochs", str(args.epochs), "--iterations", str(args.iterations),
+            "--val-iterations", "2", "--no-validation", "--device", args.device, "--preprocessed", pre,
+            "--results", res)
+    results = next(Path(res).glob(f"Dataset{dataset}_*/SynthCTTrainerL1__synthctResUNetPlans__3d_fullres"))
+    out = REPO / "weights" / task / MODELS[task]
+    synthct("export", str(results), str(out), "--fp16", "--force")
+    from synthct.network.manifest import read_manifest, write_manifest
+
+    write_manifest(replace(read_manifest(out), description=DESCRIPTIONS[task]), out)
+    return out
+
+
+def _fit_linear(model: Path, train_cases: list[Path], image_name: str) -> tuple[float, float]:
+    """Least-squares HU = a·x + b from the model's normalised input x, over the training voxels inside the body."""
+    from synthct.network.manifest import read_manifest
+
+    norm = read_manifest(model).input_normalization
+    xs, ys = [], []
+    for case in train_cases:
+        image, ct, mask = (sitk.GetArrayFromImage(sitk.ReadImage(str(case / n))) for n in (image_name, "ct.mha",
+                                                                                             "mask.mha"))
+        body = mask > 0
+        xs.append(norm.apply(image, body)[body].astype(np.float64))
+        ys.append(ct[body].astype(np.float64))
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    a, b = np.polyfit(x, y, 1)
+    return float(a), float(b)
+
+
+def evaluate(task: str, model: Path, held_out: tuple[sitk.Image, sitk.Image, sitk.Image],
+             train_cases: list[Path]) -> dict[str, dict[str, float]]:
+    """Held-out MAE/PSNR/MS-SSIM of the demo model, the identity baseline and the global linear map."""
+    from synthct.inference.predictor import InferenceOptions, SyntheticCTPredictor
+    from synthct.metrics import image_metrics
+    from synthct.network.manifest import read_manifest
+
+    image_im, ct_im, mask_im = held_out
+    image, ct, mask = (sitk.GetArrayFromImage(im) for im in held_out)
+    body = mask > 0
+    spacing = tuple(reversed(image_im.GetSpacing()))
+    t0 = time.perf_counter()
+    sct = SyntheticCTPredictor(model, InferenceOptions(device="cpu", progress=False)).predict(image, mask, spacing)
+    predict_s = time.perf_counter() - t0
+    a, b = _fit_linear(model, train_cases, "mr.mha" if task == "mri" else "cbct.mha")
+    linear = np.clip(a * read_manifest(model).input_normalization.apply(image, body) + b, -1024, 3071)
+    linear[~body] = -1000
+    identity = np.clip(image.astype(np.float32), -1024, 3071)
+    rows = {"demo model": image_metrics(ct, sct, mask=body), "identity (input as CT)": image_metrics(ct, identity,
+            mask=body), f"global linear map (HU = {a:.1f} x + {b:.1f})": image_metrics(ct, linear, mask=body)}
+    rows["demo model"]["predict_s_cpu"] = predict_s
+    return rows
+
+
+def route(task: str) -> None:
+    """Route every region of ``task`` in resources/models.json to the demo model, saying what it is."""
+    path = REPO / "resources" / "models.json"
+    routing = json.loads(path.read_text())
+    note = "DEMO weights (scripts/make_demo_weights.py), not a SynthRAD2025 model; one model serves HN, TH and AB"
+    routing["models"][task] = {region: {"model": f"weights/{task}/{MODELS[task]}", "step": 0.3, "blend": "mean",
+                                        "tta": False, "note": note} for region in ("HN", "TH", "AB")}
+    path.write_text(json.dumps(routing, indent=2) + "\n")
+
+
+def write_results(results: dict[str, dict], timings: dict[str, float]) -> None:
+    lines = ["# Demo weights: held-out results", "",
+             "Produced by `python scripts/make_demo_weights.py DATA_DIR` (see its docstring for the data and the",
+             "held-out split). These are **demo models trained on a few real volumes, not SynthRAD2025 models**.",
+             "Metrics as the SynthRAD2025 evaluation computes them, inside the body mask.", ""]
+    for task, rows in results.items():
+        lines += [f"## {task}: {'porcine MR slab z 28..67' if task == 'mri' else 'CBCT simulated from OpenKBP pt_2'}",
+                  "", "| method | MAE (HU) | PSNR (dB) | MS-SSIM |", "|---|---|---|---|"]
+        lines += [f"| {name} | {m['mae']:.1f} | {m['psnr']:.2f} | {m['ms_ssim']:.4f} |" for name, m in rows.items()]
+        lines += ["", f"Training + export wall time on this machine: {timings.get(task, float('nan')):.0f} s.", ""]
+    (REPO / "weights" / "DEMO_RESULTS.md").write_text("\n".join(lines))
+    (REPO / "weights" / "DEMO_RESULTS.json").write_text(json.dumps({"results": results, "train_seconds": timings},
+                                                                   indent=2) + "\n")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", type=Path, help="the project's data folder (shared/data: mridir-porcine-ct-mr, ...)")
+    p.add_argument("--work", type=Path, default=REPO / "build" / "demo-weights", help="scratch folder")
+    p.add_argument("--tasks", nargs="+", choices=("mri", "cbct"), default=["mri", "cbct"])
+    p.add_argument("--epochs", type=int, default=25)
+    p.add_argument("--iterations", type=int, default=60, help="training iterations per epoch")
+    p.add_argument("--base-features", type=int, default=8)
+    p.add_argument("--max-features", type=int, default=64)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--evaluate-only", action="store_true", help="skip training; evaluate the existing weights")
+    args = p.parse_args()
+    args.patch = {"mri": (16, 128, 128), "cbct": (16, 128, 128)}
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    root = args.work / "synthrad"
+    if root.exists():
+        shutil.rmtree(root)
+    held_out = build_roots(args.data, root)
+    results, timings = {}, {}
+    for task in args.tasks:
+        model = REPO / "weights" / task / MODELS[task]
+        if not args.evaluate_only:
+            t0 = time.perf_counter()
+            model = train_model(task, root, args.work / task, args)
+            timings[task] = time.perf_counter() - t0
+            route(task)
+        train_cases = sorted((root / ("Task1" if task == "mri" else "Task2")).glob("*/*"))
+        results[task] = evaluate(task, model, held_out[task], train_cases)
+        for name, m in results[task].items():
+            LOG.info("%s held-out | %-40s MAE %7.1f HU  PSNR %6.2f dB  MS-SSIM %.4f", task, name, m["mae"], m["psnr"],
+                     m["ms_ssim"])
+    write_results(results, timings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
