@@ -10,6 +10,7 @@ Importing this package loads numpy, scipy and SimpleITK only: matplotlib, tqdm a
 are used on demand, and monai never.
 """
 
+from synthct.io.totalseg import TotalSegmentator, find_totalsegmentator
 from synthct.metrics.cases import CaseFiles, case_id_of, pair_cases, region_of
 from synthct.metrics.evaluate import EvaluationConfig, EvaluationResult, aggregate, evaluate_folder
 from synthct.metrics.image import DATA_RANGE, HU_RANGE, MS_SSIM_WEIGHTS, image_metrics, mae, ms_ssim, psnr
@@ -23,7 +24,6 @@ from synthct.metrics.segmentation import (
     region_classes,
     segmentation_metrics,
 )
-from synthct.io.totalseg import TotalSegmentator, find_totalsegmentator
 
 __all__ = [
     "DATA_RANGE",

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 import SimpleITK as sitk
 
+from synthct.io.totalseg import TotalSegmentator, find_totalsegmentator
 from synthct.metrics import report
 from synthct.metrics.cases import CaseFiles, pair_cases
 from synthct.metrics.image import image_metrics
@@ -37,7 +38,6 @@ from synthct.metrics.segmentation import (
     region_classes,
     segmentation_metrics,
 )
-from synthct.io.totalseg import TotalSegmentator, find_totalsegmentator
 
 LOG = logging.getLogger(__name__)
 
