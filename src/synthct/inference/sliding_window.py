@@ -87,21 +87,19 @@ class SlidingWindowSettings:
 
 
 def select_tiles(tiles: Sequence[TileSlices], mask: np.ndarray | None) -> list[TileSlices]:
-    """The tiles that touch ``mask`` (all tiles when ``mask`` is None). O(1) per tile via a summed-volume table."""
+    """The tiles that touch ``mask`` (all tiles when ``mask`` is None).
+
+    "Touches" is an OR over the tile's box, which separates by axis: OR over each distinct X window, then over each
+    Y window, then over each Z window. That reads the mask once per X window (a few passes) instead of once per tile.
+    """
     if mask is None:
         return list(tiles)
-    table = np.zeros(tuple(s + 1 for s in mask.shape), dtype=np.int64)
-    table[1:, 1:, 1:] = mask.astype(np.int64).cumsum(0).cumsum(1).cumsum(2)
-    kept = []
-    for tile in tiles:
-        (z0, z1), (y0, y1), (x0, x1) = ((s.start, s.stop) for s in tile)
-        count = (
-            table[z1, y1, x1] - table[z0, y1, x1] - table[z1, y0, x1] - table[z1, y1, x0]
-            + table[z0, y0, x1] + table[z0, y1, x0] + table[z1, y0, x0] - table[z0, y0, x0]
-        )
-        if count > 0:
-            kept.append(tile)
-    return kept
+    windows = [sorted({(t[a].start, t[a].stop) for t in tiles}) for a in range(3)]
+    index = [{w: i for i, w in enumerate(ws)} for ws in windows]
+    hit = np.stack([mask[:, :, x0:x1].any(axis=2) for x0, x1 in windows[2]], axis=-1)  # (Z, Y, nX)
+    hit = np.stack([hit[:, y0:y1].any(axis=1) for y0, y1 in windows[1]], axis=1)  # (Z, nY, nX)
+    hit = np.stack([hit[z0:z1].any(axis=0) for z0, z1 in windows[0]], axis=0)  # (nZ, nY, nX)
+    return [t for t in tiles if hit[tuple(index[a][(t[a].start, t[a].stop)] for a in range(3))]]
 
 
 def _flip_sets(mirror_axes: Sequence[int]) -> list[tuple[int, ...]]:
@@ -150,7 +148,7 @@ def _gather(image: torch.Tensor, batch: Sequence[TileSlices], device: torch.devi
     """Stack the tiles of ``batch`` from ``image`` (C, Z, Y, X) into (B, C, *tile) on ``device``."""
     x = torch.stack([image[(slice(None), *t)] for t in batch])
     if x.device != device:
-        if device.type == "cuda":
+        if device.type == "cuda" and x.device.type == "cpu":
             x = x.pin_memory()
         x = x.to(device, non_blocking=True)
     return x
@@ -260,6 +258,8 @@ def sliding_window_predict(
         ValueError: bad shapes or an empty network list.
     """
     device = torch.device(device)
+    if device.type == "cuda" and device.index is None:  # "cuda" → "cuda:N", so device comparisons hold
+        device = torch.device("cuda", torch.cuda.current_device())
     if not networks:
         raise ValueError("at least one network is required")
     if image.ndim != 4:

@@ -121,7 +121,7 @@ def export_model(
             rel = f"fold_{fold}/{WEIGHTS_NAME}"
             save_safetensors(ckpt["network_weights"], tmp / rel, half=half)
             weights[str(fold)] = rel
-            LOG.info("fold %d: %s → %s (epoch %s)", fold, available[fold].name, rel, ckpt.get("current_epoch"))
+            LOG.info("fold %s: %s → %s (epoch %s)", fold, available[fold].name, rel, ckpt.get("current_epoch"))
         manifest = manifest_from_plans(plans, configuration, mirror_axes, weights)
         write_manifest(manifest, tmp)
         (tmp / "plans.json").write_text(json.dumps(plans, indent=2))

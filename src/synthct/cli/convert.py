@@ -1,0 +1,36 @@
+"""``synthct convert SYNTHRAD_ROOT OUT --task {1,2}``: SynthRAD2025 download → nnU-Net raw dataset(s)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="SynthRAD2025 training data → nnU-Net raw datasets (one per task and region)",
+                       description="Validate every case (missing files, size/geometry mismatch, empty mask) and "
+                                   "write channel 0 = MR/CBCT, channel 1 = CT clipped to [-1024, 3071] HU "
+                                   "(unnormalised), label = body mask. Skipped cases are reported by id.")
+    p.add_argument("root", metavar="SYNTHRAD_ROOT", help="download root holding Task1/ and Task2/ (or a Task folder)")
+    p.add_argument("out", metavar="OUT", help="nnU-Net raw folder to write the datasets into (nnUNet_raw)")
+    p.add_argument("--task", type=int, choices=(1, 2), required=True, help="1: MRI → CT, 2: CBCT → CT")
+    p.add_argument("--region", choices=("HN", "TH", "AB", "all"), default=None,
+                   help="only this region, or 'all' for one dataset with every region (default: one per region)")
+    p.add_argument("--exclude", metavar="IDS_FILE", default=None, help="text file of case ids to leave out")
+    p.add_argument("--id-base", type=int, default=500,
+                   help="dataset id = base + 10*task + (all 0, HN 1, TH 2, AB 3); default 500 (Task 1 HN = 511)")
+    p.add_argument("--workers", type=int, default=4, help="parallel reader/writer threads")
+    p.add_argument("--force", action="store_true", help="replace existing dataset folders")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from synthct.preprocessing.dataset_conversion import convert_synthrad
+
+    reports = convert_synthrad(args.root, args.out, args.task, args.region, args.exclude, args.id_base,
+                               args.workers, args.force)
+    for report in reports:
+        print(f"{report.dataset_dir}: {len(report.converted)} converted, {len(report.excluded)} excluded, "
+              f"{len(report.skipped)} skipped")
+        for case, reason in sorted(report.skipped.items()):
+            print(f"  skipped {case}: {reason}")
+    return 0

@@ -1,0 +1,259 @@
+"""``synthct convert``: a SynthRAD2025 training download → nnU-Net raw datasets (one per task and region by default).
+
+Input layout (the released training data)::
+
+    ROOT/Task1/{HN,TH,AB}/<id>/{mr,ct,mask}.mha      Task 2: cbct.mha instead of mr.mha
+
+``ROOT`` may also be the ``Task1``/``Task2`` folder itself. Output, per dataset::
+
+    OUT/Dataset<NNN>_SynthRAD2025Task<T><REGION>/
+    ├── dataset.json                  channel 0 = input, channel 1 = CT target, label = body; plus a ``synthct`` block
+    ├── imagesTr/<id>_0000.mha        input (MR or CBCT), unchanged values
+    ├── imagesTr/<id>_0001.mha        CT clipped to [-1024, 3071] HU, stored unnormalised (HU)
+    ├── labelsTr/<id>.mha             body mask, uint8 {0, 1}
+    └── conversion_report.json        converted, excluded and skipped cases (with the reason)
+
+Every case is validated: all three files present and readable, same size and geometry (the CT and the mask are
+written with the input's geometry once they match it within 1e-3 mm), finite values, a non-empty mask. Bad cases
+are skipped and reported by id. Dataset ids: ``base + 10·task + {all: 0, HN: 1, TH: 2, AB: 3}`` (511 = Task 1 HN).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from synthct import HU_MAX, HU_MIN
+from synthct.io.image import Geometry, read_image, write_image_atomic
+from synthct.typing import PathLike
+
+LOG = logging.getLogger(__name__)
+
+REGIONS = ("HN", "TH", "AB")
+REGION_OFFSET = {"all": 0, "HN": 1, "TH": 2, "AB": 3}
+INPUT_FILE = {1: "mr.mha", 2: "cbct.mha"}
+TASK_NAME = {1: "mri", 2: "cbct"}
+#: nnU-Net channel names: "CT" makes stock nnU-Net pick CT normalisation for CBCT; "noNorm" keeps the target in HU.
+CHANNEL_NAMES = {1: {"0": "MR", "1": "noNorm"}, 2: {"0": "CT", "1": "noNorm"}}
+FILE_ENDING = ".mha"
+
+
+@dataclass
+class ConversionReport:
+    """Outcome of converting one (task, region) dataset."""
+
+    dataset_dir: Path
+    converted: list[str] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"dataset": self.dataset_dir.name, "converted": sorted(self.converted),
+                "excluded": sorted(self.excluded), "skipped": dict(sorted(self.skipped.items()))}
+
+
+class CaseError(ValueError):
+    """A training case that cannot be used; the message says why."""
+
+
+def dataset_id(task: int, region: str, base: int = 500) -> int:
+    """nnU-Net dataset id of (task, region): ``base + 10·task + offset`` (offset all 0, HN 1, TH 2, AB 3)."""
+    if task not in INPUT_FILE:
+        raise ValueError(f"task must be 1 (MRI) or 2 (CBCT), got {task!r}")
+    if region not in REGION_OFFSET:
+        raise ValueError(f"region must be one of {sorted(REGION_OFFSET)}, got {region!r}")
+    value = base + 10 * task + REGION_OFFSET[region]
+    if not 1 <= value <= 999:
+        raise ValueError(f"dataset id {value} (base {base}) is outside nnU-Net's 1..999")
+    return value
+
+
+def dataset_name(task: int, region: str, base: int = 500) -> str:
+    label = "" if region == "all" else region
+    return f"Dataset{dataset_id(task, region, base):03d}_SynthRAD2025Task{task}{label}"
+
+
+def task_root(root: PathLike, task: int) -> Path:
+    """``ROOT/Task<task>`` if it exists, else ``ROOT`` itself when it holds region folders."""
+    root = Path(root)
+    candidate = root / f"Task{task}"
+    if candidate.is_dir():
+        return candidate
+    if any((root / r).is_dir() for r in REGIONS):
+        return root
+    raise FileNotFoundError(f"no Task{task} folder and no region folder {REGIONS} under {root}")
+
+
+def find_cases(root: PathLike, task: int, regions: Sequence[str]) -> dict[str, list[Path]]:
+    """Case folders per region (``overview`` folders and files are ignored), sorted by id."""
+    base = task_root(root, task)
+    found = {}
+    for region in regions:
+        folder = base / region
+        found[region] = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.lower().startswith(
+            "overview")) if folder.is_dir() else []
+    return found
+
+
+def read_exclude_file(path: PathLike | None) -> set[str]:
+    """Case ids to leave out: one per line; blank lines and ``#`` comments ignored."""
+    if path is None:
+        return set()
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"exclude file not found: {path}")
+    ids = set()
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            ids.add(line)
+    return ids
+
+
+def _check_same_grid(name: str, geometry: Geometry, reference: Geometry) -> None:
+    problem = reference.mismatch(geometry)
+    if problem is not None:
+        raise CaseError(f"{name} does not match the input grid: {problem}")
+
+
+def load_case(case_dir: Path, task: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, Geometry]:
+    """Read and validate one case. Returns (input (Z, Y, X) as stored, CT (Z, Y, X) HU clipped, mask (Z, Y, X)
+    uint8 {0, 1}, the input's geometry).
+
+    Raises:
+        CaseError: missing or unreadable file, size/geometry mismatch, non-finite values, empty mask.
+    """
+    files = {"input": case_dir / INPUT_FILE[task], "ct": case_dir / "ct.mha", "mask": case_dir / "mask.mha"}
+    missing = [p.name for p in files.values() if not p.is_file()]
+    if missing:
+        raise CaseError(f"missing {', '.join(missing)}")
+    try:
+        image, geometry, _ = read_image(files["input"])
+        ct, ct_geometry, _ = read_image(files["ct"])
+        mask, mask_geometry, _ = read_image(files["mask"])
+    except (ValueError, FileNotFoundError) as exc:
+        raise CaseError(str(exc)) from None
+    _check_same_grid("ct.mha", ct_geometry, geometry)
+    _check_same_grid("mask.mha", mask_geometry, geometry)
+    for name, array in (("input", image), ("ct.mha", ct)):
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            raise CaseError(f"{name} contains non-finite values")
+    body = (mask > 0).astype(np.uint8)
+    if not body.any():
+        raise CaseError("mask.mha is empty")
+    ct_dtype = np.int16 if np.issubdtype(ct.dtype, np.integer) else np.float32
+    ct = np.clip(ct, HU_MIN, HU_MAX).astype(ct_dtype)
+    return image, ct, body, geometry
+
+
+def _convert_case(case_dir: Path, task: int, out: Path) -> None:
+    image, ct, body, geometry = load_case(case_dir, task)
+    case = case_dir.name
+    write_image_atomic(image, geometry, out / "imagesTr" / f"{case}_0000{FILE_ENDING}")
+    write_image_atomic(ct, geometry, out / "imagesTr" / f"{case}_0001{FILE_ENDING}")
+    write_image_atomic(body, geometry, out / "labelsTr" / f"{case}{FILE_ENDING}")
+
+
+def _dataset_json(task: int, regions: Sequence[str], n_cases: int) -> dict:
+    return {
+        "channel_names": CHANNEL_NAMES[task],
+        "labels": {"background": 0, "body": 1},
+        "numTraining": n_cases,
+        "file_ending": FILE_ENDING,
+        "overwrite_image_reader_writer": "SimpleITKIO",
+        "name": f"SynthRAD2025 Task {task} ({'+'.join(regions)})",
+        "synthct": {"task": TASK_NAME[task], "regions": list(regions), "input_channels": [0],
+                    "target_channels": [1], "hu_clip": [HU_MIN, HU_MAX]},
+    }
+
+
+def convert_dataset(case_dirs: Iterable[Path], task: int, regions: Sequence[str], out_dir: PathLike,
+                    exclude: set[str] | None = None, workers: int = 4, overwrite: bool = False) -> ConversionReport:
+    """Convert ``case_dirs`` into the nnU-Net raw dataset folder ``out_dir``.
+
+    Raises:
+        FileExistsError: ``out_dir`` exists and ``overwrite`` is false.
+        ValueError: no case could be converted.
+    """
+    out = Path(out_dir)
+    if out.exists():
+        if not overwrite:
+            raise FileExistsError(f"{out} exists; pass overwrite=True (--force) to replace it")
+        shutil.rmtree(out)
+    (out / "imagesTr").mkdir(parents=True)
+    (out / "labelsTr").mkdir()
+    report = ConversionReport(out)
+    todo = []
+    for case_dir in case_dirs:
+        if case_dir.name in (exclude or set()):
+            report.excluded.append(case_dir.name)
+        else:
+            todo.append(case_dir)
+
+    def work(case_dir: Path) -> tuple[str, str | None]:
+        try:
+            _convert_case(case_dir, task, out)
+        except CaseError as exc:
+            return case_dir.name, str(exc)
+        return case_dir.name, None
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for case, problem in pool.map(work, todo):
+            if problem is None:
+                report.converted.append(case)
+            else:
+                report.skipped[case] = problem
+                for leftover in [*(out / "imagesTr").glob(f"{case}_000?{FILE_ENDING}"),
+                                 out / "labelsTr" / f"{case}{FILE_ENDING}"]:
+                    leftover.unlink(missing_ok=True)
+                LOG.warning("skipped case %s: %s", case, problem)
+    (out / "conversion_report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    if not report.converted:
+        raise ValueError(f"no usable case for {out.name}; skipped: {report.skipped}")
+    (out / "dataset.json").write_text(json.dumps(_dataset_json(task, regions, len(report.converted)), indent=2))
+    LOG.info("%s: %d cases converted, %d excluded, %d skipped", out.name, len(report.converted),
+             len(report.excluded), len(report.skipped))
+    return report
+
+
+def convert_synthrad(root: PathLike, out_root: PathLike, task: int, region: str | None = None,
+                     exclude_file: PathLike | None = None, id_base: int = 500, workers: int = 4,
+                     overwrite: bool = False) -> list[ConversionReport]:
+    """Convert a SynthRAD2025 download into nnU-Net raw datasets under ``out_root`` (the nnUNet_raw folder).
+
+    Args:
+        root: download root (holding ``Task1``/``Task2``) or the task folder itself.
+        out_root: nnU-Net raw folder to write the datasets into.
+        task: 1 (MRI → CT) or 2 (CBCT → CT).
+        region: None = one dataset per region found; "HN", "TH" or "AB" = that region only; "all" = one dataset
+            with every region.
+        exclude_file: text file of case ids to leave out (e.g. misaligned pairs).
+        id_base: base of the dataset ids (see :func:`dataset_id`).
+        workers: parallel reader/writer threads.
+        overwrite: replace existing dataset folders.
+
+    Returns:
+        One report per dataset written.
+    """
+    if region is not None and region not in REGION_OFFSET:
+        raise ValueError(f"region must be one of {sorted(REGION_OFFSET)} or None, got {region!r}")
+    wanted = REGIONS if region in (None, "all") else (region,)
+    cases = find_cases(root, task, wanted)
+    exclude = read_exclude_file(exclude_file)
+    groups = {"all": [c for r in wanted for c in cases[r]]} if region == "all" else {r: cases[r] for r in wanted}
+    groups = {name: dirs for name, dirs in groups.items() if dirs}
+    if not groups:
+        raise FileNotFoundError(f"no case folders for task {task}, regions {list(wanted)} under {root}")
+    reports = []
+    for name, dirs in groups.items():
+        regions_here = [r for r in wanted if cases[r]] if name == "all" else [name]
+        out_dir = Path(out_root) / dataset_name(task, name, id_base)
+        reports.append(convert_dataset(dirs, task, regions_here, out_dir, exclude, workers, overwrite))
+    return reports

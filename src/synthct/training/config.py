@@ -1,0 +1,76 @@
+"""Training hyper-parameters in one dataclass, stored with the model (plans.json ``synthct.train_config`` and
+``fold_k/train_config.json``), instead of one trainer class per setting."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+AUGMENTATIONS = ("paper", "mild")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Stage-1 (L1) training settings; defaults reproduce the paper (arXiv 2509.22394) on stock nnU-Net schedules.
+
+    Attributes:
+        epochs: number of epochs (paper: 1000 or 1500).
+        iterations_per_epoch: training iterations per epoch (nnU-Net: 250).
+        val_iterations_per_epoch: validation iterations per epoch (nnU-Net: 50), patch-wise, for the EMA MAE.
+        initial_lr: SGD learning rate (nnU-Net: 1e-2; momentum 0.99, Nesterov, PolyLR exponent 0.9).
+        weight_decay: SGD weight decay (nnU-Net: 3e-5).
+        augmentation: "paper" (none: random patches only) or "mild" (spatial on all, intensity on the input only).
+        mirror_lr: with "mild", also mirror left-right (allows mirroring TTA at inference).
+        background_weight: L1 weight of valid voxels outside the body mask (1 = plain L1 over every valid voxel).
+        oversample_foreground_percent: share of patches centred in the body (nnU-Net: 0.33).
+        save_every: epochs between ``checkpoint_latest.pth`` writes.
+        val_tile_step: sliding-window step of the final validation (paper: 0.3).
+    """
+
+    epochs: int = 1000
+    iterations_per_epoch: int = 250
+    val_iterations_per_epoch: int = 50
+    initial_lr: float = 1e-2
+    weight_decay: float = 3e-5
+    augmentation: str = "paper"
+    mirror_lr: bool = False
+    background_weight: float = 1.0
+    oversample_foreground_percent: float = 0.33
+    save_every: int = 50
+    val_tile_step: float = 0.3
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "iterations_per_epoch", "val_iterations_per_epoch", "save_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.augmentation not in AUGMENTATIONS:
+            raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, got {self.augmentation!r}")
+        if self.mirror_lr and self.augmentation == "paper":
+            raise ValueError("mirror_lr needs augmentation 'mild' (the 'paper' preset has no augmentation)")
+        if not self.initial_lr > 0:
+            raise ValueError(f"initial_lr must be positive, got {self.initial_lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.background_weight <= 1:
+            raise ValueError(f"background_weight must be in [0, 1], got {self.background_weight}")
+        if not 0 <= self.oversample_foreground_percent <= 1:
+            raise ValueError(f"oversample_foreground_percent must be in [0, 1], got "
+                             f"{self.oversample_foreground_percent}")
+        if not 0 < self.val_tile_step <= 1:
+            raise ValueError(f"val_tile_step must be in (0, 1], got {self.val_tile_step}")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown train_config keys {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    def updated(self, **changes: Any) -> TrainConfig:
+        """A copy with the given fields changed (``None`` values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})

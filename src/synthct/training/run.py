@@ -1,0 +1,144 @@
+"""Construct and run a trainer directly (no nnU-Net trainer discovery): ``synthct train``'s library function.
+
+Single GPU / CPU: ``synthct train DATASET FOLD``. Several GPUs: start the same command with ``torchrun
+--nproc_per_node N``; this module then joins the process group (NCCL on CUDA, gloo on CPU) and nnU-Net's own DDP code
+in the trainer splits the batch over the ranks.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from nnunetv2.paths import nnUNet_preprocessed
+from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+from torch import distributed as dist
+
+from synthct.paths import DistributedEnv, distributed_env
+from synthct.preprocessing.planning import load_plans
+from synthct.training.config import TrainConfig
+from synthct.training.registry import get_trainer
+from synthct.training.trainer import SynthCTTrainerL1
+
+LOG = logging.getLogger(__name__)
+CHECKPOINT_ORDER = ("checkpoint_latest.pth", "checkpoint_final.pth", "checkpoint_best.pth")
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """"auto" → CUDA (``cuda:<local_rank>``) when available, else CPU; "cuda" under torchrun → ``cuda:<local_rank>``."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} requested but CUDA is not available")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+    return device
+
+
+def build_trainer(plans: dict[str, Any], dataset_json: dict[str, Any], fold: int | str, config: TrainConfig,
+                  trainer: str = "l1", configuration: str = "3d_fullres", device: torch.device | None = None,
+                  continue_training: bool = False) -> SynthCTTrainerL1:
+    """A trainer for ``fold``; ``plans['continue_training']`` is set (stock pops it) and ``config`` recorded."""
+    plans = copy.deepcopy(plans)
+    if configuration not in plans.get("configurations", {}):
+        raise ValueError(f"configuration {configuration!r} not in plans (has {sorted(plans['configurations'])})")
+    plans["continue_training"] = continue_training
+    plans["synthct"]["train_config"] = config.to_json()
+    return get_trainer(trainer)(plans, configuration, fold, dataset_json, device or torch.device("cpu"))
+
+
+def find_checkpoint(output_folder: str | Path, order: tuple[str, ...] = CHECKPOINT_ORDER) -> Path | None:
+    """The checkpoint to resume from: latest (written during training), else final, else best."""
+    for name in order:
+        path = Path(output_folder) / name
+        if path.is_file():
+            return path
+    return None
+
+
+def _join_process_group(env: DistributedEnv | None, device: torch.device) -> bool:
+    """Initialise the torchrun process group if needed; returns whether this call initialised it."""
+    if env is None or env.world_size < 2 or dist.is_initialized():
+        return False
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    LOG.info("joined DDP group: rank %d of %d on %s", env.rank, env.world_size, device)
+    return True
+
+
+def _fold(fold: int | str) -> int | str:
+    if fold == "all":
+        return "all"
+    try:
+        return int(fold)
+    except (TypeError, ValueError):
+        raise ValueError(f"fold must be an integer or 'all', got {fold!r}") from None
+
+
+def train(dataset: str | int, fold: int | str, plans_name: str = "synthctResUNetPlans",
+          config: TrainConfig | None = None, trainer: str = "l1", configuration: str = "3d_fullres",
+          device: str = "auto", continue_training: bool = False, validate: bool = True,
+          validation_only: bool = False, validate_best: bool = False) -> Path:
+    """Train (or resume, or only validate) one fold of a preprocessed dataset; returns the fold's output folder.
+
+    Args:
+        dataset: dataset id or name (``Dataset511_SynthRAD2025Task1HN``).
+        fold: 0-4 (nnU-Net's 5-fold split in ``splits_final.json``) or "all".
+        plans_name: plans written by ``synthct plan`` (``synthctResUNetPlans`` or ``synthctUNetPlans``).
+        config: hyper-parameters (default: the paper's, 1000 epochs).
+        trainer: registry name (``l1``).
+        configuration: nnU-Net configuration (``3d_fullres``).
+        device: "auto", "cuda", "cuda:N" or "cpu".
+        continue_training: resume from the latest (else final, else best) checkpoint of this fold.
+        validate: run the final validation (sCT + MAE/PSNR/MS-SSIM of the held-out cases) after training.
+        validation_only: skip training, load ``checkpoint_final`` (``checkpoint_best`` with ``validate_best``).
+        validate_best: validate the best (lowest EMA MAE) checkpoint instead of the final weights.
+    """
+    config = config or TrainConfig()
+    fold = _fold(fold)
+    name = maybe_convert_to_dataset_name(dataset)
+    base = Path(nnUNet_preprocessed) / name
+    plans = load_plans(base, plans_name)
+    dataset_json = json.loads((base / "dataset.json").read_text())
+    env = distributed_env()
+    torch_device = resolve_device(device, env.local_rank if env else 0)
+    joined = _join_process_group(env, torch_device)
+    if torch_device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.set_num_threads(1)
+    try:
+        runner = build_trainer(plans, dataset_json, fold, config, trainer, configuration, torch_device,
+                               continue_training and not validation_only)
+        if validation_only:
+            _load(runner, "checkpoint_best.pth" if validate_best else "checkpoint_final.pth")
+        else:
+            if continue_training:
+                checkpoint = find_checkpoint(runner.output_folder)
+                if checkpoint is None:
+                    LOG.warning("no checkpoint in %s to continue from; starting from scratch", runner.output_folder)
+                else:
+                    LOG.info("resuming from %s", checkpoint)
+                    runner.load_checkpoint(str(checkpoint))
+            runner.run_training()
+            if validate and validate_best:
+                _load(runner, "checkpoint_best.pth")
+        if validate or validation_only:
+            runner.perform_actual_validation()
+    finally:
+        if joined:
+            dist.destroy_process_group()
+    return Path(runner.output_folder)
+
+
+def _load(runner: SynthCTTrainerL1, name: str) -> None:
+    path = Path(runner.output_folder) / name
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    runner.load_checkpoint(str(path))

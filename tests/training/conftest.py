@@ -1,0 +1,99 @@
+"""Fixtures of the training tests: a miniature SynthRAD2025 download cut from the committed real porcine sample,
+converted, planned (tiny network) and preprocessed once per session in temporary folders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import SimpleITK as sitk
+
+REPO = Path(__file__).resolve().parents[2]
+PORCINE = REPO / "samples" / "porcine"
+
+#: (z0, y0, x0) corners of the (20, 64, 64) crops used as cases; all lie inside the porcine body.
+CROPS = ((0, 30, 20), (10, 60, 40), (20, 90, 60), (5, 110, 30), (15, 40, 70), (8, 75, 50))
+CROP_SHAPE = (20, 64, 64)
+TINY_PATCH = (16, 32, 32)
+
+os.environ["nnUNet_n_proc_DA"] = "0"
+os.environ["nnUNet_compile"] = "f"
+
+
+def _crop(image: sitk.Image, corner: tuple[int, int, int]) -> sitk.Image:
+    z, y, x = corner
+    dz, dy, dx = CROP_SHAPE
+    return image[x:x + dx, y:y + dy, z:z + dz]
+
+
+def write_case(folder: Path, mr: sitk.Image, ct: sitk.Image, mask: sitk.Image) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, image in (("mr", mr), ("ct", ct), ("mask", mask)):
+        sitk.WriteImage(image, str(folder / f"{name}.mha"))
+    return folder
+
+
+def make_mini_synthrad(root: Path, n_cases: int = 5, bad_case: bool = True) -> Path:
+    """``root/Task1/AB/1ABX00k/{mr,ct,mask}.mha`` cut from the porcine sample; optionally one case whose CT is
+    shifted by 2 mm (geometry mismatch) that conversion must reject."""
+    mr, ct, mask = (sitk.ReadImage(str(PORCINE / f"{n}.mha")) for n in ("mr", "ct", "mask"))
+    for k in range(n_cases):
+        corner = CROPS[k]
+        write_case(root / "Task1" / "AB" / f"1ABX{k:03d}", _crop(mr, corner), _crop(ct, corner), _crop(mask, corner))
+    if bad_case:
+        corner = CROPS[-1]
+        shifted = _crop(ct, corner)
+        shifted.SetOrigin(tuple(o + d for o, d in zip(shifted.GetOrigin(), (2.0, 0.0, 0.0), strict=True)))
+        write_case(root / "Task1" / "AB" / "1ABX999", _crop(mr, corner), shifted, _crop(mask, corner))
+    (root / "Task1" / "AB" / "overview").mkdir(exist_ok=True)
+    return root
+
+
+@pytest.fixture(scope="session")
+def synthrad_factory():
+    """:func:`make_mini_synthrad` and :func:`write_case` for tests that build their own download folders."""
+    return make_mini_synthrad, write_case
+
+
+@pytest.fixture(scope="session")
+def nnunet_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("nnunet")
+    dirs = {name: base / name for name in ("raw", "preprocessed", "results")}
+    for path in dirs.values():
+        path.mkdir()
+    from synthct.paths import use_nnunet_paths
+
+    use_nnunet_paths(dirs["raw"], dirs["preprocessed"], dirs["results"])
+    return dirs
+
+
+@pytest.fixture
+def nnunet_env(nnunet_dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """The session's nnU-Net folders exported for this test (and restored afterwards)."""
+    for name, env in (("raw", "nnUNet_raw"), ("preprocessed", "nnUNet_preprocessed"), ("results", "nnUNet_results")):
+        monkeypatch.setenv(env, str(nnunet_dirs[name]))
+    return nnunet_dirs
+
+
+@pytest.fixture(scope="session")
+def mini_synthrad(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_mini_synthrad(tmp_path_factory.mktemp("synthrad"))
+
+
+@pytest.fixture(scope="session")
+def planned_dataset(mini_synthrad: Path, nnunet_dirs: dict[str, Path]) -> str:
+    """Converted (Dataset513), planned with a tiny plain U-Net and ResU-Net, preprocessed in-process."""
+    from synthct.paths import use_nnunet_paths
+    from synthct.preprocessing.dataset_conversion import convert_synthrad
+
+    use_nnunet_paths(nnunet_dirs["raw"], nnunet_dirs["preprocessed"], nnunet_dirs["results"])
+    from synthct.preprocessing.planning import plan_dataset
+    from synthct.preprocessing.preprocessor import preprocess_dataset
+
+    (report,) = convert_synthrad(mini_synthrad, nnunet_dirs["raw"], task=1, workers=2)
+    plan_dataset(513, ("unet", "resunet"), num_processes=1, patch_size=TINY_PATCH, batch_size=2,
+                 base_features=4, max_features=16, intensity_samples=100_000)
+    preprocess_dataset(513, "synthctUNetPlans", num_processes=1)
+    return report.dataset_dir.name
+
