@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import SimpleITK as sitk
-
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO / "samples"
+from testutils import REPO, SAMPLES  # noqa: F401  (shared with the test modules)
 
 os.environ.setdefault("nnUNet_compile", "f")
 
@@ -44,35 +40,6 @@ def tiny_model(tiny_results: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return export_model(tiny_results, tmp_path_factory.mktemp("models") / "mri-tiny")
 
 
-def write_models_json(app_root: Path, model_dir: Path, tasks: tuple[str, ...] = ("mri",), step: float = 0.5) -> Path:
-    """models.json under ``app_root/resources`` routing every region of ``tasks`` to ``model_dir``."""
-    entry = {"model": os.path.relpath(model_dir, app_root), "step": step, "blend": "mean", "folds": [0]}
-    path = app_root / "resources" / "models.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"version": 1, "models": {t: dict.fromkeys(("HN", "TH", "AB"), entry)
-                                                          for t in tasks}}))
-    return path
-
-
-def make_gc_folder(root: Path, image: sitk.Image, mask: sitk.Image, task: str = "mri",
-                   region: str = "Head and Neck", name: str = "case-uuid.mha") -> Path:
-    """A grand-challenge input folder: images/<task>/<name>, images/body/<name>, region.json."""
-    (root / "images" / task).mkdir(parents=True, exist_ok=True)
-    (root / "images" / "body").mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(image, str(root / "images" / task / name))
-    sitk.WriteImage(mask, str(root / "images" / "body" / name))
-    (root / "region.json").write_text(json.dumps(region))
-    return root
-
-
-def files_under(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
-
-
 @pytest.fixture
 def porcine_images(porcine_dir: Path) -> tuple[sitk.Image, sitk.Image]:
     return sitk.ReadImage(str(porcine_dir / "mr.mha")), sitk.ReadImage(str(porcine_dir / "mask.mha"))
-
-
-def rng() -> np.random.Generator:
-    return np.random.default_rng(1234)

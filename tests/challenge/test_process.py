@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import REPO, files_under, make_gc_folder, write_models_json
+from testutils import REPO, files_under, make_gc_folder, write_models_json
 
 from synthct.challenge.algorithm import main
 

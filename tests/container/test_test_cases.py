@@ -13,7 +13,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import REPO, SAMPLES
+from testutils import REPO, SAMPLES
 
 from synthct.challenge.algorithm import main
 from synthct.challenge.inputs import load_case

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from conftest import SAMPLES
+from testutils import SAMPLES
 from torch import nn
 
 from synthct.losses import AFPLoss, load_feature_extractor

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import SAMPLES
+from testutils import SAMPLES
 
 from synthct.losses.compact_labels import COMPACT_GROUPS, compact_lookup, group_of, to_compact
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from conftest import SAMPLES
+from testutils import SAMPLES
 
 from synthct.cli.main import main
 

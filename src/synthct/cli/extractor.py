@@ -1,8 +1,11 @@
-"""``synthct extractor labels``: build the compact-anatomy training set of the AFP feature extractor."""
+"""``synthct extractor labels``: build the compact-anatomy training set of the AFP feature extractor;
+``synthct extractor train``: train it (stock nnU-Net segmentation) at the synthesis spacing."""
 
 from __future__ import annotations
 
 import argparse
+
+from synthct.paths import add_path_arguments
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +25,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     labels.add_argument("--executable", default="TotalSegmentator")
     labels.set_defaults(func=_labels)
 
+    train = steps.add_parser(
+        "train", help="stock nnU-Net segmentation training of the extractor at the synthesis spacing",
+        description="Stock fingerprint, ExperimentPlanner (target spacing overwritten), preprocessing and "
+                    "nnUNetTrainer on the raw dataset written by 'labels'; the results folder it prints is what "
+                    "'synthct finetune --extractor' takes.")
+    train.add_argument("dataset", help="raw dataset folder inside nnUNet_raw (DatasetNNN_Name), its id or name")
+    train.add_argument("--spacing", type=float, nargs=3, required=True, metavar=("Z", "Y", "X"),
+                       help="target spacing in mm: the synthesis model's spacing")
+    train.add_argument("--fold", default="0", help="fold 0-4 or 'all' (default 0; 'all' below five cases)")
+    train.add_argument("--epochs", type=int, default=1000)
+    train.add_argument("--iterations", type=int, default=250, help="training iterations per epoch")
+    train.add_argument("--val-iterations", type=int, default=50, help="validation iterations per epoch")
+    train.add_argument("--patch-size", type=int, nargs=3, default=None, metavar=("Z", "Y", "X"),
+                       help="override the planned patch size (topology re-derived)")
+    train.add_argument("--base-features", type=int, default=None, help="override the first stage's features")
+    train.add_argument("--max-features", type=int, default=None, help="override the feature cap")
+    train.add_argument("--batch-size", type=int, default=None, help="override the planned batch size")
+    train.add_argument("--num-processes", type=int, default=2, help="fingerprint / preprocessing processes")
+    train.add_argument("--device", default="auto", help="auto | cuda | cuda:N | cpu")
+    add_path_arguments(train, "raw", "preprocessed", "results")
+    train.set_defaults(func=_train)
+
 
 def _labels(args: argparse.Namespace) -> int:
     from pathlib import Path
@@ -38,4 +63,17 @@ def _labels(args: argparse.Namespace) -> int:
                                     "internet access (TotalSegmentator --download_weights / totalseg_download_weights) "
                                     "or pass --labels with existing label maps")
     print(build_extractor_dataset(args.ct_dir, args.out, runner=runner, labels_dir=args.labels))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from synthct.paths import use_nnunet_paths
+
+    use_nnunet_paths(args.raw, args.preprocessed, args.results).require("raw", "preprocessed", "results")
+    from synthct.training.extractor_training import train_extractor
+
+    out = train_extractor(args.dataset, args.spacing, args.fold, args.epochs, args.iterations, args.val_iterations,
+                          args.patch_size, args.base_features, args.max_features, args.batch_size, args.device,
+                          args.num_processes)
+    print(out)
     return 0

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 #: Subcommand modules under ``synthct.cli``, in help order.
 SUBCOMMANDS: tuple[str, ...] = ("demo", "predict", "export", "evaluate", "convert", "plan", "preprocess", "train",
-                                  "extractor")
+                                  "finetune", "extractor")
 
 LOG = logging.getLogger("synthct")
 

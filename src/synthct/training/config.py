@@ -25,6 +25,15 @@ class TrainConfig:
         oversample_foreground_percent: share of patches centred in the body (nnU-Net: 0.33).
         save_every: epochs between ``checkpoint_latest.pth`` writes.
         val_tile_step: sliding-window step of the final validation (paper: 0.3).
+        afp_extractor: AFP fine-tuning only (``SynthCTTrainerAFP``): results folder of the frozen extractor.
+        afp_fold: fold of the extractor checkpoint (int or "all").
+        afp_checkpoint: extractor checkpoint, "final" or "best".
+        afp_weight: weight of the AFP term.
+        l1_weight: weight λ_L1 of the masked L1 term in the AFP fine-tune (L = λ_L1·L1 + w·AFP).
+        afp_masked: AFP on the body only (outside-body voxels set to air in both images).
+        afp_feature_norm: None, "instance" or "channel" normalisation of the feature maps.
+        init_checkpoint: stage-1 checkpoint whose ``network_weights`` initialise the fine-tune (strict, output
+            layer included).
     """
 
     epochs: int = 1000
@@ -38,6 +47,14 @@ class TrainConfig:
     oversample_foreground_percent: float = 0.33
     save_every: int = 50
     val_tile_step: float = 0.3
+    afp_extractor: str | None = None
+    afp_fold: int | str = 0
+    afp_checkpoint: str = "final"
+    afp_weight: float = 1.0
+    l1_weight: float = 5.0
+    afp_masked: bool = False
+    afp_feature_norm: str | None = None
+    init_checkpoint: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "iterations_per_epoch", "val_iterations_per_epoch", "save_every"):
@@ -59,6 +76,12 @@ class TrainConfig:
                              f"{self.oversample_foreground_percent}")
         if not 0 < self.val_tile_step <= 1:
             raise ValueError(f"val_tile_step must be in (0, 1], got {self.val_tile_step}")
+        if self.afp_weight < 0 or self.l1_weight < 0:
+            raise ValueError(f"afp_weight and l1_weight must be >= 0, got {self.afp_weight}, {self.l1_weight}")
+        if self.afp_checkpoint not in ("final", "best"):
+            raise ValueError(f"afp_checkpoint must be 'final' or 'best', got {self.afp_checkpoint!r}")
+        if self.afp_feature_norm not in (None, "instance", "channel"):
+            raise ValueError(f"afp_feature_norm must be None, 'instance' or 'channel', got {self.afp_feature_norm!r}")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -3,9 +3,10 @@ search imports torchvision, which is unusable beside a CPU torch)."""
 
 from __future__ import annotations
 
+from synthct.training.afp_trainer import SynthCTTrainerAFP
 from synthct.training.trainer import SynthCTTrainerL1
 
-TRAINERS: dict[str, type[SynthCTTrainerL1]] = {"l1": SynthCTTrainerL1}
+TRAINERS: dict[str, type[SynthCTTrainerL1]] = {"l1": SynthCTTrainerL1, "afp": SynthCTTrainerAFP}
 
 
 def get_trainer(name: str) -> type[SynthCTTrainerL1]:

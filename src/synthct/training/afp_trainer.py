@@ -1,0 +1,104 @@
+"""``SynthCTTrainerAFP``: stage-2 fine-tuning with masked L1 + Anatomical Feature Prioritized (AFP) loss.
+
+L = λ_L1 · masked L1 (normalised CT) + w_AFP · AFP(ŷ, y), with the frozen segmentation extractor of
+``TrainConfig.afp_extractor`` (:func:`~synthct.losses.feature_extractor.load_feature_extractor`).
+
+Differences to :class:`~synthct.training.trainer.SynthCTTrainerL1`:
+
+* the network is initialised from ``TrainConfig.init_checkpoint`` (a stage-1 ``checkpoint_*.pth``) with a **strict**
+  load of its ``network_weights``, output layer (``seg_layers``) included — stock ``load_pretrained_weights`` drops
+  ``seg_layers`` and is not used; the path is written to the training log;
+* optimizer and PolyLR are fresh (built by ``initialize`` as in stage 1), from ``initial_lr`` (default 1e-3);
+* the AFP term runs in float32 with autocast disabled (the network output is upcast), the extractor lives on the
+  trainer's device and stays frozen and in eval mode;
+* validation epochs still score masked L1 / MAE, so checkpoint selection is unchanged.
+
+Use :func:`afp_config` for the fine-tune defaults (500 epochs, lr 1e-3, λ_L1 = 5).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from synthct.losses.afp import AFPLoss
+from synthct.losses.feature_extractor import load_feature_extractor
+from synthct.network.checkpoint import load_state_dict
+from synthct.training.config import TrainConfig
+from synthct.training.trainer import SynthCTTrainerL1, _gather
+
+#: Fine-tune defaults that differ from stage 1.
+AFP_DEFAULTS: dict[str, Any] = {"epochs": 500, "initial_lr": 1e-3, "l1_weight": 5.0}
+
+
+def afp_config(**changes: Any) -> TrainConfig:
+    """TrainConfig with the fine-tune defaults, then ``changes`` (``None`` values ignored)."""
+    return TrainConfig().updated(**AFP_DEFAULTS).updated(**changes)
+
+
+class SynthCTTrainerAFP(SynthCTTrainerL1):
+    """Stage-2 fine-tune trainer (see the module docstring). Constructor as stock nnU-Net."""
+
+    def initialize(self) -> None:
+        config = self.train_config
+        if not config.afp_extractor:
+            raise ValueError("SynthCTTrainerAFP needs train_config.afp_extractor (extractor results folder)")
+        if not config.init_checkpoint:
+            raise ValueError("SynthCTTrainerAFP needs train_config.init_checkpoint (stage-1 checkpoint)")
+        super().initialize()
+        self.load_init_weights(config.init_checkpoint)
+        fold = config.afp_fold if config.afp_fold == "all" else int(config.afp_fold)
+        extractor = load_feature_extractor(config.afp_extractor, fold, config.afp_checkpoint)
+        extractor = extractor.to(self.device).eval()  # frozen (requires_grad False) and always in eval mode
+        self.afp = AFPLoss(extractor, self.target_normalization, data_spacing=self.configuration_manager.spacing,
+                           masked=config.afp_masked, feature_norm=config.afp_feature_norm)
+        self.print_to_log_file(f"AFP extractor {config.afp_extractor} (fold {fold}, {config.afp_checkpoint}), "
+                               f"{len(extractor.taps)} taps; L = {config.l1_weight} * L1 + {config.afp_weight} * AFP")
+
+    def load_init_weights(self, path: str | Path) -> None:
+        """Strictly load the stage-1 ``network_weights`` (output layer included) into the network."""
+        path = Path(path)
+        state = load_state_dict(path)
+        try:
+            self.unwrapped_network().load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ValueError(f"init checkpoint {path} does not match the network: {str(exc)[:500]}") from None
+        self.print_to_log_file(f"initialised from stage-1 checkpoint {path.resolve()} (strict, seg_layers included; "
+                               f"fresh optimizer, initial lr {self.initial_lr})")
+
+    def compute_loss(self, output: torch.Tensor, z: torch.Tensor, seg: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(total, L1, AFP), each float32; AFP with autocast disabled."""
+        l1 = self.loss(output, z, seg)
+        with torch.autocast(self.device.type, enabled=False):
+            afp = self.afp(output.float(), z.float(), valid=seg >= 0, body=seg == 1)
+        total = self.train_config.l1_weight * l1 + self.train_config.afp_weight * afp
+        return total, l1, afp
+
+    def train_step(self, batch: dict) -> dict:
+        data, z, _, seg = self._to_device(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            output = self.network(data)
+        loss, l1, afp = self.compute_loss(output, z, seg)
+        if self.grad_scaler is not None:
+            self.grad_scaler.scale(loss).backward()
+            self.grad_scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
+            self.optimizer.step()
+        return {"loss": float(loss.detach().cpu()), "l1": float(l1.detach().cpu()), "afp": float(afp.detach().cpu())}
+
+    def on_train_epoch_end(self, train_outputs: list[dict]) -> None:
+        super().on_train_epoch_end(train_outputs)
+        rows = [r for rank in _gather([(o["l1"], o["afp"]) for o in train_outputs]) for r in rank]
+        self.last_train_terms = {"l1": float(np.mean([r[0] for r in rows])),
+                                 "afp": float(np.mean([r[1] for r in rows]))}
+        self.print_to_log_file(f"train L1 {self.last_train_terms['l1']:.4f}, AFP {self.last_train_terms['afp']:.4f}")
