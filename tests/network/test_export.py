@@ -61,6 +61,17 @@ def test_stock_checkpoint_is_accepted_as_weights(tiny_results: Path, tiny_model:
         assert torch.equal(net(x), reference_output(tiny_results, 0, x))
 
 
+def test_stock_checkpoint_with_numpy_logs_loads(tiny_results: Path, tmp_path: Path) -> None:
+    """Stock nnUNetTrainer checkpoints carry numpy scalars in their logs; weights_only loading accepts them."""
+    import numpy as np
+
+    ckpt = torch.load(tiny_results / "fold_0" / "checkpoint_final.pth", weights_only=True)
+    ckpt["logging"] = {"ema_fg_dice": [np.float64(0.5), np.float32(0.6)], "epoch_end_timestamps": np.array([1.0])}
+    ckpt["_best_ema"] = np.float64(0.6)
+    torch.save(ckpt, tmp_path / "checkpoint_final.pth")
+    assert set(load_state_dict(tmp_path / "checkpoint_final.pth")) == set(ckpt["network_weights"])
+
+
 class NotAWeight:
     """An arbitrary class: torch.load(weights_only=True) must refuse to unpickle it."""
 

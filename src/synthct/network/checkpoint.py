@@ -9,6 +9,7 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -33,10 +34,18 @@ def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+#: Data-only numpy types that stock nnU-Net checkpoints contain (numpy scalars and arrays in the training logs); they
+#: are allowed in addition to torch's weights-only defaults. Arbitrary classes are still refused.
+NUMPY_SAFE_GLOBALS: list = [np._core.multiarray.scalar, np._core.multiarray._reconstruct, np.ndarray, np.dtype] + [
+    getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")]
+
+
 def read_nnunet_checkpoint(path: PathLike) -> dict:
-    """Load a stock nnU-Net ``checkpoint_*.pth`` with ``weights_only=True`` (tensors and plain containers only)."""
+    """Load a stock nnU-Net ``checkpoint_*.pth`` with ``weights_only=True``: tensors, plain containers and numpy
+    scalars/arrays only (:data:`NUMPY_SAFE_GLOBALS`)."""
     try:
-        return torch.load(Path(path), map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(NUMPY_SAFE_GLOBALS):
+            return torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError and friends for anything outside the allow-list
         raise ValueError(f"cannot read {path} as an nnU-Net checkpoint with weights_only=True: {exc}") from None
 
