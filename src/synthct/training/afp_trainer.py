@@ -84,16 +84,7 @@ class SynthCTTrainerAFP(SynthCTTrainerL1):
         with self._autocast():
             output = self.network(data)
         loss, l1, afp = self.compute_loss(output, z, seg)
-        if self.grad_scaler is not None:
-            self.grad_scaler.scale(loss).backward()
-            self.grad_scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
-            self.grad_scaler.step(self.optimizer)
-            self.grad_scaler.update()
-        else:
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
-            self.optimizer.step()
+        self._optimizer_step(loss)
         return {"loss": float(loss.detach().cpu()), "l1": float(l1.detach().cpu()), "afp": float(afp.detach().cpu())}
 
     def on_train_epoch_end(self, train_outputs: list[dict]) -> None:

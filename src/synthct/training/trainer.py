@@ -200,6 +200,11 @@ class SynthCTTrainerL1(nnUNetTrainer):
         with self._autocast():
             output = self.network(data)
         loss = self.loss(output, z, seg)
+        self._optimizer_step(loss)
+        return {"loss": float(loss.detach().cpu())}
+
+    def _optimizer_step(self, loss: torch.Tensor) -> None:
+        """Backward, gradient clipping at 12 and the optimizer step, through the GradScaler when AMP is on (stock)."""
         if self.grad_scaler is not None:
             self.grad_scaler.scale(loss).backward()
             self.grad_scaler.unscale_(self.optimizer)
@@ -210,7 +215,6 @@ class SynthCTTrainerL1(nnUNetTrainer):
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
             self.optimizer.step()
-        return {"loss": float(loss.detach().cpu())}
 
     def on_train_epoch_end(self, train_outputs: list[dict]) -> None:
         losses = [v for rank in _gather([o["loss"] for o in train_outputs]) for v in rank]
