@@ -23,37 +23,12 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import torch
 
 LOG = logging.getLogger(__name__)
 
 #: Plans name of the extractor (kept apart from any other plans of the same dataset).
 EXTRACTOR_PLANS = "synthctExtractorPlans"
 _NAME = re.compile(r"^Dataset(\d{3})_.+$")
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars / arrays (in the stock logger's values) → Python numbers / lists, recursively."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_plain(v) for v in value)
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
-
-
-def make_weights_only_loadable(path: Path) -> None:
-    """Rewrite a checkpoint this process just wrote so ``torch.load(weights_only=True)`` accepts it: the stock
-    trainer logs numpy scalars (pseudo Dice), which the weights-only unpickler refuses."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)  # written by this process: trusted
-    cleaned = {k: (v if k in ("network_weights", "optimizer_state") else _plain(v)) for k, v in checkpoint.items()}
-    torch.save(cleaned, path)
 
 
 def resolve_raw_dataset(dataset: str | int | Path) -> str:
@@ -161,9 +136,7 @@ def train_extractor(dataset: str | int | Path, spacing: Sequence[float], fold: i
     trainer.num_epochs = int(epochs)
     trainer.num_iterations_per_epoch = int(iterations)
     trainer.num_val_iterations_per_epoch = int(val_iterations)
-    trainer.run_training()
-    for checkpoint in Path(trainer.output_folder).glob("checkpoint_*.pth"):
-        make_weights_only_loadable(checkpoint)
+    trainer.run_training()  # its checkpoints load weights-only: read_nnunet_checkpoint allows numpy log values
     out = Path(trainer.output_folder_base)
     LOG.info("extractor trained: %s", out)
     return out
