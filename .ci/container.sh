@@ -11,10 +11,12 @@
 #   5. copy the build context (the files .dockerignore lets through) to a scratch folder and add the random-weight
 #      smoke-test models (scripts/make_test_cases.py models) with a models.json routing to them;
 #   6. build synthct-task1 (TASK=mri) and synthct-task2 (TASK=cbct) with `docker build --network host`; build the
-#      repository as-is too, which must fail while weights/mri/ holds no model (and succeed once it does);
+#      repository as-is for each task too, which must fail while weights/<task>/ holds no model (and succeed once
+#      it does);
 #   7. run each on test/<task>/input with /input read-only, --network none, --memory 4g, --cap-drop ALL,
 #      no-new-privileges, --pids-limit 256 (plus a read-only root filesystem with a /tmp tmpfs), no --gpus; check the
-#      output with scripts/check_output.py against test/<task>/expected_output.json;
+#      output with scripts/check_output.py against test/<task>/expected_output.json; run the repository's own images
+#      (bundled demo weights) the same way and check their outputs (no reference summary);
 #   8. pytest -m docker tests/container (image metadata, per-task weights, wrong-task input, arbitrary UID);
 #   9. ./export.sh both tasks, then docker rmi + docker load each tarball and run the reloaded image again.
 #
@@ -204,18 +206,25 @@ for task in mri cbct; do
     record "build ${image_of[$task]}" "$(elapsed "$t")"
 done
 # The repository as-is (real weights/ and resources/models.json) must build only if it holds the task's models.
+declare -A repo_image_of=([mri]=$NAME-repo-task1 [cbct]=$NAME-repo-task2)
+repo_tasks=()
 t=$(date +%s.%N)
-if compgen -G "weights/mri/*/synthct.json" >/dev/null; then
-    log "6/9 docker build of the repository itself (TASK=mri): weights/mri/ holds models, so it must build"
-    "$DOCKER" build --network host --build-arg TASK=mri -t "$NAME-repo-task1" . || die "the repository does not build"
-else
-    log "6/9 docker build of the repository itself (TASK=mri): no models in weights/mri/, so it must fail"
-    if "$DOCKER" build --network host --build-arg TASK=mri -t "$NAME-repo-task1" . > "$W/repo-build.log" 2>&1; then
-        die "the repository built an image although weights/mri/ holds no model"
+for task in mri cbct; do
+    if compgen -G "weights/$task/*/synthct.json" >/dev/null; then
+        log "6/9 docker build of the repository itself (TASK=$task): weights/$task/ holds models, so it must build"
+        "$DOCKER" build --network host --build-arg "TASK=$task" -t "${repo_image_of[$task]}" . \
+            || die "the repository does not build for TASK=$task"
+        repo_tasks+=("$task")
+    else
+        log "6/9 docker build of the repository itself (TASK=$task): no models in weights/$task/, so it must fail"
+        if "$DOCKER" build --network host --build-arg "TASK=$task" -t "${repo_image_of[$task]}" . \
+            > "$W/repo-build-$task.log" 2>&1; then
+            die "the repository built an image although weights/$task/ holds no model"
+        fi
+        grep -m1 'CaseError: .*has no synthct.json' "$W/repo-build-$task.log" \
+            || { tail -n 30 "$W/repo-build-$task.log"; die "the repository build failed for another reason"; }
     fi
-    grep -m1 'CaseError: .*has no synthct.json' "$W/repo-build.log" \
-        || { tail -n 30 "$W/repo-build.log"; die "the repository build failed for another reason"; }
-fi
+done
 record "build of the repository as-is" "$(elapsed "$t")"
 "$DOCKER" image ls
 for task in mri cbct; do
@@ -240,6 +249,18 @@ run_case() {  # run_case IMAGE TASK LABEL
 for task in mri cbct; do
     log "7/9 docker run ${RUN_FLAGS[*]} -v test/$task/input:/input:ro -v OUT:/output ${image_of[$task]}"
     run_case "${image_of[$task]}" "$task" "$task"
+done
+# The repository's own images (bundled demo weights): checks 1-4 of check_output.py (no reference summary).
+for task in "${repo_tasks[@]}"; do
+    log "7/9 docker run ${repo_image_of[$task]} (bundled weights) on test/$task/input"
+    out=$W/out/repo-$task
+    mkdir -p "$out" && chmod 777 "$out"
+    t=$(date +%s.%N)
+    "$DOCKER" run "${RUN_FLAGS[@]}" -v "$repo/test/$task/input:/input:ro" -v "$out:/output" "${repo_image_of[$task]}" \
+        || die "${repo_image_of[$task]} exited with status $? on test/$task/input"
+    record "run repo-$task (bundled weights)" "$(elapsed "$t")"
+    "$PY" scripts/check_output.py --input "test/$task/input" --output "$out" \
+        || die "output of ${repo_image_of[$task]} on test/$task/input fails the checks"
 done
 
 # --- 8. docker-marked tests ------------------------------------------------------------------------------------------

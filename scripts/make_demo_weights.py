@@ -1,11 +1,9 @@
 #!/usr/bin/env python
-"""Reproduce the bundled DEMO weights (weights/mri/porcine-demo) from scratch; optionally try the CBCT demo model.
+"""Reproduce the bundled DEMO weights (weights/mri/porcine-demo, weights/cbct/ctsim-demo) from scratch.
 
-    python scripts/make_demo_weights.py ../shared/data                 # the bundled MRI model (10 x 30 iterations)
-    python scripts/make_demo_weights.py ../shared/data --tasks mri cbct --epochs 10 --iterations 30
-
-The CBCT model (weights/cbct/ctsim-demo) is experimental: at 10 x 30 iterations on a CPU it did not beat the identity
-and linear baselines on its held-out CT (weights/DEMO_RESULTS.md), so it is not bundled.
+    python scripts/make_demo_weights.py ../shared/data                      # both tasks, defaults of TRAINING
+    python scripts/make_demo_weights.py ../shared/data --tasks cbct --epochs 20
+    python scripts/make_demo_weights.py ../shared/data --evaluate-only      # re-evaluate the bundled weights
 
 The demo weights are trained with synthct's own pipeline (``synthct convert → plan → preprocess → train → export``)
 on the small real volumes of the project's data folder. They are NOT SynthRAD2025 models: they exist so that the
@@ -17,8 +15,11 @@ container and ``make demo`` produce a real (if modest) synthetic CT out of the b
 * **Task 2 (CBCT → CT)**: CBCTs simulated from real CTs with the documented simulation of
   ``scripts/make_test_cases.py`` (cupping, shading, streaks, noise, calibration drift, circular FOV) on a 2 x 2 x 3 mm
   grid. Training CTs: OpenKBP ``pt_4`` (head and neck), TotalSegmentator ``example_ct`` (abdomen), and the two
-  TotalSegmentator thorax crops (``pulmonary_report``, ``aorta_report``). Held out: OpenKBP ``pt_2`` (the source of
-  ``samples/openkbp_hn`` and ``test/cbct``).
+  TotalSegmentator thorax crops (``pulmonary_report``, ``aorta_report``), each simulated 3 times with different random
+  shading, streaks and noise (12 training cases). Held out: OpenKBP ``pt_2`` (the source of ``samples/openkbp_hn``
+  and ``test/cbct``). The model differs from the MRI one in three documented ways (``TRAINING``): the affine input
+  skip of ``synthct plan --input-skip`` (it starts as the identity in HU and learns the correction), AdamW at 1e-3
+  instead of SGD, and L1 inside the body only (outside the circular FOV the CBCT is empty while the CT is not).
 
 For each held-out set the script reports MAE / PSNR / MS-SSIM (the project's metrics, as the SynthRAD2025 evaluation)
 of the demo model, of the identity baseline (input vs CT) and of the best global linear intensity map (least squares
@@ -45,7 +46,7 @@ from scipy import ndimage
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_test_cases import simulate_cbct  # noqa: E402  (the documented CBCT simulation)
+from make_test_cases import CBCT_SEED, simulate_cbct  # noqa: E402  (the documented CBCT simulation)
 
 LOG = logging.getLogger("make_demo_weights")
 PORCINE_TRAIN_SLABS = ((0, 28), (68, 95))
@@ -54,15 +55,23 @@ CBCT_SPACING = (2.0, 2.0, 3.0)  # x, y, z mm (the test/cbct grid)
 CBCT_TRAIN = {"HN": ["openkbp-hn-ct/pt_4/ct.nii.gz"], "AB": ["totalsegmentator-examples/example_ct.nii.gz"],
               "TH": ["totalsegmentator-examples/pulmonary_report/ct_cropped.nii.gz",
                      "totalsegmentator-examples/aorta_report/ct_cropped.nii.gz"]}
-CBCT_HELD_OUT = "openkbp-hn-ct/pt_2/ct.nii.gz"
+CBCT_HELD_OUT = "openkbp-hn-ct/pt_2/ct.nii.gz"  # simulated with CBCT_SEED, as test/cbct
+#: CBCTs simulated per training CT, each with its own random shading, streaks and noise (seeds CBCT_SEED + 1, ...),
+#: so that the model learns to correct the artefacts rather than memorise one realisation per CT.
+CBCT_REALISATIONS = 3
 MODELS = {"mri": "porcine-demo", "cbct": "ctsim-demo"}
+#: Per-task training defaults. CBCT: L1 inside the body only (outside the circular FOV the simulated CBCT is empty
+#: while the CT still shows anatomy, which no model can learn; the predictor writes -1000 outside the body anyway).
+TRAINING = {"mri": {"epochs": 10, "iterations": 30, "background_weight": 1.0, "optimizer": "sgd", "lr": 1e-2},
+            "cbct": {"epochs": 60, "iterations": 30, "background_weight": 0.0, "optimizer": "adamw", "lr": 1e-3}}
 DESCRIPTIONS = {
     "mri": "DEMO weights, NOT a SynthRAD2025 model: small nnResU-Net trained by scripts/make_demo_weights.py on two "
            "axial slabs of one real porcine tissue phantom (MRI-DIR, T2 MR -> CT; not human anatomy). Serves HN, TH "
            "and AB only so that the pipeline runs out of the box.",
-    "cbct": "DEMO weights, NOT a SynthRAD2025 model: small nnResU-Net trained by scripts/make_demo_weights.py on "
-            "CBCTs simulated from 4 real CTs (OpenKBP pt_4 head and neck, TotalSegmentator abdomen and two thorax "
-            "crops). Serves HN, TH and AB.",
+    "cbct": "DEMO weights, NOT a SynthRAD2025 model: small nnResU-Net with an affine input skip (synthct plan "
+            "--input-skip) trained by scripts/make_demo_weights.py on CBCTs simulated (3 random realisations each) "
+            "from 4 real CTs (OpenKBP pt_4 head and neck, TotalSegmentator abdomen and two "
+            "thorax crops). Serves HN, TH and AB.",
 }
 
 
@@ -93,12 +102,13 @@ def resample(image: sitk.Image, spacing: tuple[float, float, float], interp: int
                          default, image.GetPixelID())
 
 
-def cbct_pair(ct_path: Path) -> tuple[sitk.Image, sitk.Image, sitk.Image]:
-    """(simulated CBCT, CT, mask) on the 2 x 2 x 3 mm grid from one real CT (CT clipped to [-1024, 3071])."""
+def cbct_pair(ct_path: Path, seed: int = CBCT_SEED) -> tuple[sitk.Image, sitk.Image, sitk.Image]:
+    """(simulated CBCT, CT, mask) on the 2 x 2 x 3 mm grid from one real CT (CT clipped to [-1024, 3071]); ``seed``
+    draws the simulation's random shading, streaks and noise."""
     ct = sitk.Clamp(sitk.Cast(sitk.ReadImage(str(ct_path)), sitk.sitkFloat32), sitk.sitkFloat32, -1024, 3071)
     ct = resample(ct, CBCT_SPACING, sitk.sitkLinear, -1024.0)
     mask = body_mask(ct)
-    cbct, mask = simulate_cbct(ct, mask)
+    cbct, mask = simulate_cbct(ct, mask, seed)
     return cbct, sitk.Cast(sitk.Round(ct), sitk.sitkInt16), mask
 
 
@@ -116,8 +126,9 @@ def build_roots(data: Path, root: Path) -> dict[str, tuple[sitk.Image, sitk.Imag
         write_case(root / "Task1" / "HN" / f"1HNA{i:03d}", "mr.mha", mr[:, :, z0:z1], ct[:, :, z0:z1],
                    mask[:, :, z0:z1])
     for region, paths in CBCT_TRAIN.items():
-        for i, rel in enumerate(paths, start=1):
-            write_case(root / "Task2" / region / f"2{region}A{i:03d}", "cbct.mha", *cbct_pair(data / rel))
+        for i, (rel, k) in enumerate(((r, k) for r in paths for k in range(CBCT_REALISATIONS)), start=1):
+            write_case(root / "Task2" / region / f"2{region}A{i:03d}", "cbct.mha",
+                       *cbct_pair(data / rel, CBCT_SEED + 1 + k))
     z0, z1 = PORCINE_HELD_OUT
     return {"mri": (mr[:, :, z0:z1], ct[:, :, z0:z1], mask[:, :, z0:z1]), "cbct": cbct_pair(data / CBCT_HELD_OUT)}
 
@@ -129,11 +140,16 @@ def train_model(task: str, root: Path, work: Path, args: argparse.Namespace) -> 
     raw, pre, res = (str(work / n) for n in ("raw", "preprocessed", "results"))
     patch = [str(v) for v in args.patch[task]]
     synthct("convert", str(root), raw, "--task", str(number), "--region", "all", "--force", "--workers", "2")
+    skip = ["--input-skip"] if task == "cbct" else []  # CBCT: the U-Net learns a correction of the CBCT HU
     synthct("plan", dataset, "--arch", "resunet", "--patch-size", *patch, "--batch-size", "2", "--base-features",
-            str(args.base_features), "--max-features", str(args.max_features), "--num-processes", "1",
+            str(args.base_features), "--max-features", str(args.max_features), "--num-processes", "1", *skip,
             "--raw", raw, "--preprocessed", pre)
     synthct("preprocess", dataset, "--num-processes", "1", "--raw", raw, "--preprocessed", pre)
-    synthct("train", dataset, "all", "--epochs", str(args.epochs), "--iterations", str(args.iterations),
+    epochs, iterations, background, optimizer, lr = (
+        TRAINING[task][k] if getattr(args, k) is None else getattr(args, k)
+        for k in ("epochs", "iterations", "background_weight", "optimizer", "lr"))
+    synthct("train", dataset, "all", "--epochs", str(epochs), "--iterations", str(iterations),
+            "--background-weight", str(background), "--optimizer", optimizer, "--lr", str(lr),
             "--val-iterations", "2", "--no-validation", "--device", args.device, "--preprocessed", pre,
             "--results", res)
     results = next(Path(res).glob(f"Dataset{dataset}_*/SynthCTTrainerL1__synthctResUNetPlans__3d_fullres"))
@@ -183,6 +199,7 @@ def evaluate(task: str, model: Path, held_out: tuple[sitk.Image, sitk.Image, sit
     rows = {"demo model": image_metrics(ct, sct, mask=body), "identity (input as CT)": image_metrics(ct, identity,
             mask=body), f"global linear map (HU = {a:.1f} x + {b:.1f})": image_metrics(ct, linear, mask=body)}
     rows["demo model"]["predict_s_cpu"] = predict_s
+    rows[f"global linear map (HU = {a:.1f} x + {b:.1f})"].update(a=a, b=b)  # HU = a·x + b, x = normalised input
     return rows
 
 
@@ -197,6 +214,13 @@ def route(task: str) -> None:
 
 
 def write_results(results: dict[str, dict], timings: dict[str, float]) -> None:
+    """Write weights/DEMO_RESULTS.md/.json; tasks not run this time keep their previous rows and timings."""
+    previous = REPO / "weights" / "DEMO_RESULTS.json"
+    if previous.is_file():
+        old = json.loads(previous.read_text())
+        results = {**{t: r for t, r in old["results"].items() if t not in results}, **results}
+        timings = {**{t: v for t, v in old["train_seconds"].items() if t not in timings}, **timings}
+        results = {t: results[t] for t in sorted(results, key=("mri", "cbct").index)}
     lines = ["# Demo weights: held-out results", "",
              "Produced by `python scripts/make_demo_weights.py DATA_DIR` (see its docstring for the data and the",
              "held-out split). These are **demo models trained on a few real volumes, not SynthRAD2025 models**.",
@@ -215,9 +239,12 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data", type=Path, help="the project's data folder (shared/data: mridir-porcine-ct-mr, ...)")
     p.add_argument("--work", type=Path, default=REPO / "build" / "demo-weights", help="scratch folder")
-    p.add_argument("--tasks", nargs="+", choices=("mri", "cbct"), default=["mri"])
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--iterations", type=int, default=30, help="training iterations per epoch")
+    p.add_argument("--tasks", nargs="+", choices=("mri", "cbct"), default=["mri", "cbct"])
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default per task: TRAINING)")
+    p.add_argument("--iterations", type=int, default=None, help="training iterations per epoch (default: TRAINING)")
+    p.add_argument("--background-weight", type=float, default=None, help="L1 weight outside the body (TRAINING)")
+    p.add_argument("--optimizer", choices=("sgd", "adamw"), default=None, help="optimizer (default: TRAINING)")
+    p.add_argument("--lr", type=float, default=None, help="initial learning rate (default: TRAINING)")
     p.add_argument("--base-features", type=int, default=8)
     p.add_argument("--max-features", type=int, default=32)
     p.add_argument("--device", default="cpu")

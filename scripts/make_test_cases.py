@@ -191,9 +191,12 @@ def _streaks(hu: np.ndarray, rng: np.random.Generator, spacing_zyx: tuple[float,
     return out
 
 
-def simulate_cbct(ct: sitk.Image, mask: sitk.Image) -> tuple[sitk.Image, sitk.Image]:
-    """Steps 3-6 of the module docstring on a CT already on the CBCT grid; returns (CBCT int16, mask uint8)."""
-    rng = np.random.default_rng(CBCT_SEED)
+def simulate_cbct(ct: sitk.Image, mask: sitk.Image, seed: int = CBCT_SEED) -> tuple[sitk.Image, sitk.Image]:
+    """Steps 3-6 of the module docstring on a CT already on the CBCT grid; returns (CBCT int16, mask uint8).
+
+    ``seed`` draws the random parts (shading field, streak angles, noise); cupping, FOV and calibration are fixed.
+    """
+    rng = np.random.default_rng(seed)
     hu = sitk.GetArrayFromImage(ct).astype(np.float64)
     body = sitk.GetArrayFromImage(mask) > 0
     sx, sy, sz = ct.GetSpacing()

@@ -3,9 +3,12 @@ whose module name is ambiguous when several conftest.py files are collected)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import SimpleITK as sitk
@@ -41,3 +44,15 @@ def files_under(root: Path) -> list[Path]:
 
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+def load_script(name: str) -> ModuleType:
+    """Import scripts/<name>.py (scripts/ is no package; make_test_cases imports check_output as a sibling)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

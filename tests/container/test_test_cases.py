@@ -3,17 +3,15 @@ checks as the container job, on process.py run in-process with the random-weight
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from testutils import REPO, SAMPLES
+from testutils import REPO, SAMPLES, load_script
 
 from synthct.challenge.algorithm import main
 from synthct.challenge.inputs import load_case
@@ -24,26 +22,14 @@ TASKS = ("mri", "cbct")
 TEST_BUDGET_BYTES = 3 * 1024 * 1024
 
 
-def _script(name: str) -> ModuleType:
-    """Import scripts/<name>.py (scripts/ is no package; make_test_cases imports check_output as a sibling)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def cases() -> ModuleType:
-    return _script("make_test_cases")
+    return load_script("make_test_cases")
 
 
 @pytest.fixture(scope="module")
 def checker() -> ModuleType:
-    return _script("check_output")
+    return load_script("check_output")
 
 
 @pytest.fixture(scope="module")

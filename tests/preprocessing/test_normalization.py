@@ -41,3 +41,16 @@ def test_target_round_trip_is_exact_inside_the_clip_range() -> None:
     np.testing.assert_array_equal(norm.to_hu(norm.to_z(np.array([-5000.0, 9000.0]))), [-1024.0, 3071.0])
     with pytest.raises(ValueError, match="std must be positive"):
         TargetNormalization(mean=0.0, std=0.0)
+
+
+def test_input_skip_init_maps_cbct_hu_to_the_same_ct_hu() -> None:
+    from synthct.preprocessing.planning import input_skip_init
+
+    norm = InputNormalization("clip_zscore", (-1015.0, 804.0), -138.9, 352.8)
+    target = TargetNormalization(mean=-75.1, std=391.0, clip=(-1024.0, 3071.0))
+    a, b = input_skip_init({"input_normalization": norm.to_json(), "target_normalization": target.to_json()})
+    hu = np.array([-1000.0, -300.0, 0.0, 40.0, 700.0], np.float32)  # inside the clip range
+    np.testing.assert_allclose(target.to_hu(a * norm.apply(hu) + b), hu, atol=1e-3)
+    with pytest.raises(ValueError, match="'zscore_mask'"):
+        input_skip_init({"input_normalization": InputNormalization("zscore_mask").to_json(),
+                         "target_normalization": target.to_json()})

@@ -36,6 +36,8 @@ def test_convert_plan_preprocess_train_resume_export_process(mini_synthrad: Path
     assert main(["plan", "613", "--arch", "unet", "--patch-size", "16", "32", "32", "--batch-size", "2",
                  "--base-features", "4", "--max-features", "16", "--num-processes", "1",
                  "--intensity-samples", "100000", *folders]) == 0
+    assert main(["plan", "613", "--arch", "resunet", "--input-skip", "--num-processes", "1", *folders]) == 1
+    assert "needs a HU-calibrated input (clip_zscore, CBCT)" in capsys.readouterr().err  # MR has no HU scale
     assert main(["preprocess", "613", "--plans", "synthctUNetPlans", "--num-processes", "1", *folders]) == 0
     train = ["train", "613", "0", "--plans", "synthctUNetPlans", "--iterations", "3", "--val-iterations", "2",
              "--device", "cpu", "--preprocessed", str(pre), "--results", str(res)]

@@ -27,11 +27,15 @@ def _trainer(dataset: str, dirs: dict[str, Path], fold: int, config: TrainConfig
     return build_trainer(plans, dataset_json, fold, config, device=torch.device("cpu"))
 
 
-def test_loss_falls_on_a_fixed_batch(planned_dataset: str, nnunet_env: dict[str, Path]) -> None:
+@pytest.mark.parametrize(("optimizer", "lr", "kind"),
+                         [("sgd", 1e-2, torch.optim.SGD), ("adamw", 1e-3, torch.optim.AdamW)])
+def test_loss_falls_on_a_fixed_batch(planned_dataset: str, nnunet_env: dict[str, Path], optimizer: str, lr: float,
+                                     kind: type) -> None:
     torch.manual_seed(0)
     np.random.seed(0)
-    trainer = _trainer(planned_dataset, nnunet_env, 2)
+    trainer = _trainer(planned_dataset, nnunet_env, 2, SMOKE.updated(optimizer=optimizer, initial_lr=lr))
     trainer.initialize()
+    assert type(trainer.optimizer) is kind and trainer.optimizer.param_groups[0]["lr"] == lr
     trainer.dataloader_train, trainer.dataloader_val = trainer.get_dataloaders()
     batch = next(trainer.dataloader_train)
     assert batch["data"].shape == (2, 1, 16, 32, 32) and batch["target"].shape == (2, 1, 16, 32, 32)

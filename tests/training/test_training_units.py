@@ -32,6 +32,9 @@ def test_train_config_defaults_validation_and_round_trip() -> None:
         TrainConfig(epochs=0)
     with pytest.raises(ValueError, match="augmentation must be one of"):
         TrainConfig(augmentation="heavy")
+    with pytest.raises(ValueError, match="optimizer must be one of .* got 'adam'"):
+        TrainConfig(optimizer="adam")
+    assert config.optimizer == "sgd" and TrainConfig.from_json({"epochs": 3}).optimizer == "sgd"  # older configs
     with pytest.raises(ValueError, match="mirror_lr needs augmentation 'mild'"):
         TrainConfig(mirror_lr=True)
     with pytest.raises(ValueError, match="unknown train_config keys"):

@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clean", action="store_true", help="recompute an existing fingerprint")
     p.add_argument("--intensity-samples", type=int, default=100_000_000,
                    help="body voxels sampled for the fingerprint's intensity statistics (stock 1e8)")
+    p.add_argument("--input-skip", action="store_true",
+                   help="CBCT only: add a learnable affine skip from the input to the output (the untrained model "
+                        "maps CBCT HU to CT HU as identity; the U-Net learns the correction). Not in the paper.")
     add_path_arguments(p, "raw", "preprocessed")
     p.set_defaults(func=_run)
 
@@ -38,7 +41,7 @@ def _run(args: argparse.Namespace) -> int:
     archs = ("unet", "resunet") if args.arch == "both" else (args.arch,)
     written = plan_dataset(args.dataset, archs, args.gpu_memory_gb, args.num_processes, args.patch_size,
                            args.batch_size, args.base_features, args.max_features, args.clean,
-                           args.intensity_samples)
+                           args.intensity_samples, args.input_skip)
     for name, path in written.items():
         print(f"{name}: {path}")
     return 0

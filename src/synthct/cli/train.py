@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--iterations", type=int, default=None, help="training iterations per epoch (default 250)")
     p.add_argument("--val-iterations", type=int, default=None, help="validation iterations per epoch (default 50)")
     p.add_argument("--lr", type=float, default=None, help="initial learning rate (default 1e-2)")
+    p.add_argument("--optimizer", choices=("sgd", "adamw"), default=None,
+                   help="sgd (default: nnU-Net's, momentum 0.99, Nesterov) or adamw (AMSGrad; use e.g. --lr 1e-3)")
     p.add_argument("--augmentation", choices=("paper", "mild"), default=None, help="preset (default paper = none)")
     p.add_argument("--mirror-lr", action="store_true", default=None, help="with mild: left-right mirroring")
     p.add_argument("--background-weight", type=float, default=None,
@@ -48,6 +50,7 @@ def _run(args: argparse.Namespace) -> int:
 
     config = TrainConfig().updated(epochs=args.epochs, iterations_per_epoch=args.iterations,
                                    val_iterations_per_epoch=args.val_iterations, initial_lr=args.lr,
+                                   optimizer=args.optimizer,
                                    augmentation=args.augmentation, mirror_lr=args.mirror_lr,
                                    background_weight=args.background_weight, save_every=args.save_every,
                                    val_tile_step=args.val_step)

@@ -11,6 +11,7 @@ This module imports only torch and dynamic_network_architectures (never nnunetv2
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -58,24 +59,69 @@ def _replace_transposed_convs(network: nn.Module, upsample_kernel: int) -> None:
     decoder.transpconvs = nn.ModuleList(new)
 
 
+def _setup_input_skip(network: nn.Module, input_skip: Sequence[float] | None) -> None:
+    """Create the learnable affine input skip (scale a, shift b) and zero the output layer, or record its absence."""
+    network.has_input_skip = input_skip is not None
+    if input_skip is None:
+        return
+    ok = isinstance(input_skip, (list, tuple)) and len(input_skip) == 2
+    ok = ok and all(isinstance(v, (int, float)) and math.isfinite(v) for v in input_skip)
+    if not ok:
+        raise ValueError(f"input_skip must be [scale, shift] (2 finite numbers), got {input_skip!r}")
+    values = [float(v) for v in input_skip]
+    network.input_skip_scale = nn.Parameter(torch.tensor([values[0]]))
+    network.input_skip_shift = nn.Parameter(torch.tensor([values[1]]))
+    for layer in network.decoder.seg_layers:
+        nn.init.zeros_(layer.weight)
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
+
+
+def _add_input_skip(network: nn.Module, x: torch.Tensor, out: torch.Tensor | list) -> torch.Tensor | list:
+    """``out + a·x[:, :1] + b`` on the full-resolution output (the first one under deep supervision)."""
+    if not network.has_input_skip:
+        return out
+    skip = network.input_skip_scale * x[:, :1] + network.input_skip_shift
+    if isinstance(out, (list, tuple)):
+        return [out[0] + skip, *out[1:]]
+    return out + skip
+
+
 class PlainConvUNetUpsample(PlainConvUNet):
     """Stock ``PlainConvUNet`` with upsample+conv decoder (the paper's plain U-Net). Same constructor arguments,
-    plus ``upsample_kernel`` (default 3)."""
+    plus ``upsample_kernel`` (default 3) and ``input_skip`` (see :class:`ResidualUNetUpsample`)."""
 
-    def __init__(self, *args: object, upsample_kernel: int = 3, **kwargs: object) -> None:
+    def __init__(self, *args: object, upsample_kernel: int = 3, input_skip: Sequence[float] | None = None,
+                 **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         _replace_transposed_convs(self, upsample_kernel)
         self.apply(PlainConvUNet.initialize)
+        _setup_input_skip(self, input_skip)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list:
+        return _add_input_skip(self, x, super().forward(x))
 
 
 class ResidualUNetUpsample(ResidualUNet):
     """Stock ``ResidualUNet`` (residual encoder and residual decoder) with upsample+conv decoder: the paper's
-    nnResU-Net. Same constructor arguments, plus ``upsample_kernel`` (default 3)."""
+    nnResU-Net. Same constructor arguments, plus ``upsample_kernel`` (default 3) and ``input_skip``.
 
-    def __init__(self, *args: object, upsample_kernel: int = 3, **kwargs: object) -> None:
+    ``input_skip=[a0, b0]`` (default None: the paper's network, unchanged) adds a global affine input skip: output
+    (B, 1, *S) = U-Net(x) + a·x[:, :1] + b with learnable scalars a, b initialised to a0, b0 (state-dict keys
+    ``input_skip_scale`` / ``input_skip_shift``, shape (1,)) and the U-Net's output layer initialised to zero, so the
+    untrained model is the affine map and training learns the correction. Meant for CBCT → CT, where a0, b0 map the
+    normalised CBCT to the normalised CT as if CBCT HU were CT HU (``synthct plan --input-skip``).
+    """
+
+    def __init__(self, *args: object, upsample_kernel: int = 3, input_skip: Sequence[float] | None = None,
+                 **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         _replace_transposed_convs(self, upsample_kernel)
         self.apply(ResidualUNet.initialize)
+        _setup_input_skip(self, input_skip)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list:
+        return _add_input_skip(self, x, super().forward(x))
 
 
 #: Network classes a model folder may name (``synthct.json`` → ``network.class_name``). Explicit: no discovery.

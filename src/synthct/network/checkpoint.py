@@ -93,6 +93,9 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 def save_safetensors(state: dict[str, torch.Tensor], path: PathLike, half: bool = False) -> Path:
     """Write network weights as safetensors (optionally floating tensors in fp16). Returns the path.
 
+    With ``half``, single-element tensors stay float32: a scale such as ``input_skip_scale`` multiplies every input
+    voxel, and its fp16 rounding (up to 2^-11 relative) alone would shift the output by up to ~0.5 HU.
+
     Parameters registered under several names are stored once; the aliases travel in the file's metadata and are
     restored by :func:`load_state_dict`, so strict loading still sees every key.
     """
@@ -102,7 +105,7 @@ def save_safetensors(state: dict[str, torch.Tensor], path: PathLike, half: bool 
     tensors = {}
     for key, value in unique.items():
         value = value.detach().cpu().contiguous()
-        if half and value.is_floating_point():
+        if half and value.is_floating_point() and value.numel() > 1:
             value = value.half()
         tensors[key] = value
     save_file(tensors, str(path), metadata={"format": "pt", "producer": "synthct", "aliases": json.dumps(aliases)})

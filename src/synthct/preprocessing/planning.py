@@ -89,6 +89,23 @@ def synthct_block(dataset_json: dict[str, Any], fingerprint: dict[str, Any], des
     }
 
 
+def input_skip_init(block: dict[str, Any]) -> list[float]:
+    """[a0, b0] of the affine input skip: the normalised input mapped as if its HU were CT HU.
+
+    With x = (clip(I) − μ_in) / σ_in and z = (HU − μ_ct) / σ_ct, I = HU gives
+    z = (σ_in / σ_ct)·x + (μ_in − μ_ct) / σ_ct.
+
+    Raises:
+        ValueError: the input is not ``clip_zscore`` (an MR z-score carries no HU to map).
+    """
+    norm, target = block["input_normalization"], block["target_normalization"]
+    if norm["scheme"] != "clip_zscore":
+        raise ValueError(f"the input skip needs a HU-calibrated input (clip_zscore, CBCT); this dataset's input "
+                         f"normalisation is {norm['scheme']!r}")
+    return [float(norm["std"]) / float(target["std"]), (float(norm["mean"]) - float(target["mean"]))
+            / float(target["std"])]
+
+
 def _encoder_key(arch_kwargs: dict[str, Any]) -> str:
     return "n_blocks_per_stage" if "n_blocks_per_stage" in arch_kwargs else "n_conv_per_stage"
 
@@ -97,7 +114,7 @@ class _SynthCTPlannerMixin:
     """3d_fullres-only planning with patch/batch/feature overrides and the ``synthct`` block."""
 
     def _init_overrides(self, patch_size: Sequence[int] | None, batch_size: int | None, base_features: int,
-                        max_features: int) -> None:
+                        max_features: int, input_skip: bool = False) -> None:
         if patch_size is not None and (len(patch_size) != 3 or min(patch_size) <= 0):
             raise ValueError(f"patch_size must be 3 positive ints (Z, Y, X), got {patch_size}")
         if batch_size is not None and batch_size < 1:
@@ -108,6 +125,7 @@ class _SynthCTPlannerMixin:
         self.fixed_batch_size = batch_size
         self.UNet_base_num_features = base_features
         self.UNet_max_features_3d = max_features
+        self.input_skip = input_skip
 
     def generate_data_identifier(self, configuration_name: str) -> str:
         if configuration_name == CONFIGURATION:
@@ -170,6 +188,8 @@ class _SynthCTPlannerMixin:
                                                   n_voxels, {})
         config = self._apply_overrides(config, spacing_t)
         block = synthct_block(self.dataset_json, fingerprint, self._description())
+        if self.input_skip:
+            config["architecture"]["arch_kwargs"]["input_skip"] = input_skip_init(block)
         n_channels = len(self.dataset_json["channel_names"])
         config.update({
             "batch_dice": False,
@@ -203,7 +223,8 @@ class _SynthCTPlannerMixin:
         return plans
 
     def _description(self) -> str:
-        return f"{self.ARCH_LABEL}, L1 stage, trained on {self.dataset_name}"
+        skip = " + affine input skip" if self.input_skip else ""
+        return f"{self.ARCH_LABEL}{skip}, L1 stage, trained on {self.dataset_name}"
 
 
 class SynthCTUNetPlanner(_SynthCTPlannerMixin, ExperimentPlanner):
@@ -215,12 +236,12 @@ class SynthCTUNetPlanner(_SynthCTPlannerMixin, ExperimentPlanner):
                  preprocessor_name: str = PREPROCESSOR_NAME, plans_name: str = "synthctUNetPlans",
                  overwrite_target_spacing: Sequence[float] | None = None, suppress_transpose: bool = False, *,
                  patch_size: Sequence[int] | None = None, batch_size: int | None = None, base_features: int = 32,
-                 max_features: int = 320) -> None:
+                 max_features: int = 320, input_skip: bool = False) -> None:
         super().__init__(dataset_name_or_id, gpu_memory_target_in_gb, preprocessor_name, plans_name,
                          overwrite_target_spacing, suppress_transpose)
         self.UNet_class = PlainConvUNetUpsample
         self.UNet_reference_val_3d = STOCK_REFERENCE_3D * _UPSAMPLE_MEMORY
-        self._init_overrides(patch_size, batch_size, base_features, max_features)
+        self._init_overrides(patch_size, batch_size, base_features, max_features, input_skip)
 
 
 class SynthCTResUNetPlanner(_SynthCTPlannerMixin, ResEncUNetPlanner):
@@ -233,14 +254,14 @@ class SynthCTResUNetPlanner(_SynthCTPlannerMixin, ResEncUNetPlanner):
                  preprocessor_name: str = PREPROCESSOR_NAME, plans_name: str = "synthctResUNetPlans",
                  overwrite_target_spacing: Sequence[float] | None = None, suppress_transpose: bool = False, *,
                  patch_size: Sequence[int] | None = None, batch_size: int | None = None, base_features: int = 32,
-                 max_features: int = 320) -> None:
+                 max_features: int = 320, input_skip: bool = False) -> None:
         super().__init__(dataset_name_or_id, gpu_memory_target_in_gb, preprocessor_name, plans_name,
                          overwrite_target_spacing, suppress_transpose)
         self.UNet_class = ResidualUNetUpsample
         self.UNet_reference_val_3d = STOCK_REFERENCE_3D * _RESUNET_ESTIMATE_RATIO * _UPSAMPLE_MEMORY
         self.UNet_blocks_per_stage_encoder = (2,) * 14
         self.UNet_blocks_per_stage_decoder = (2,) * 13
-        self._init_overrides(patch_size, batch_size, base_features, max_features)
+        self._init_overrides(patch_size, batch_size, base_features, max_features, input_skip)
 
 
 PLANNERS: dict[str, type[ExperimentPlanner]] = {"unet": SynthCTUNetPlanner, "resunet": SynthCTResUNetPlanner}
@@ -270,8 +291,11 @@ def extract_fingerprint(dataset: str | int, num_processes: int = 4, overwrite: b
 def plan_dataset(dataset: str | int, archs: Sequence[str] = ("unet", "resunet"), gpu_memory_gb: float = 8,
                  num_processes: int = 4, patch_size: Sequence[int] | None = None, batch_size: int | None = None,
                  base_features: int = 32, max_features: int = 320, overwrite_fingerprint: bool = False,
-                 intensity_samples: int = FINGERPRINT_SAMPLES) -> dict[str, Path]:
+                 intensity_samples: int = FINGERPRINT_SAMPLES, input_skip: bool = False) -> dict[str, Path]:
     """Fingerprint (if missing or ``overwrite_fingerprint``) and plan ``dataset`` for each architecture.
+
+    ``input_skip`` adds the affine input skip of :class:`~synthct.network.architectures.ResidualUNetUpsample`
+    (CBCT only; initialised by :func:`input_skip_init`).
 
     Returns:
         Plans name → plans file path.
@@ -285,7 +309,7 @@ def plan_dataset(dataset: str | int, archs: Sequence[str] = ("unet", "resunet"),
     written = {}
     for arch in archs:
         planner = PLANNERS[arch](dataset, gpu_memory_gb, patch_size=patch_size, batch_size=batch_size,
-                                 base_features=base_features, max_features=max_features)
+                                 base_features=base_features, max_features=max_features, input_skip=input_skip)
         plans = planner.plan_experiment()
         path = Path(nnUNet_preprocessed) / planner.dataset_name / f"{planner.plans_identifier}.json"
         written[plans["plans_name"]] = path

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 AUGMENTATIONS = ("paper", "mild")
+OPTIMIZERS = ("sgd", "adamw")
 
 
 @dataclass(frozen=True)
@@ -17,8 +18,10 @@ class TrainConfig:
         epochs: number of epochs (paper: 1000 or 1500).
         iterations_per_epoch: training iterations per epoch (nnU-Net: 250).
         val_iterations_per_epoch: validation iterations per epoch (nnU-Net: 50), patch-wise, for the EMA MAE.
-        initial_lr: SGD learning rate (nnU-Net: 1e-2; momentum 0.99, Nesterov, PolyLR exponent 0.9).
-        weight_decay: SGD weight decay (nnU-Net: 3e-5).
+        initial_lr: initial learning rate (nnU-Net's SGD: 1e-2), decayed by PolyLR (exponent 0.9).
+        weight_decay: weight decay (nnU-Net: 3e-5).
+        optimizer: "sgd" (nnU-Net's: momentum 0.99, Nesterov; the paper) or "adamw" (AdamW with AMSGrad, as stock
+            ``nnUNetTrainerAdam``; use a smaller ``initial_lr``, e.g. 1e-3).
         augmentation: "paper" (none: random patches only) or "mild" (spatial on all, intensity on the input only).
         mirror_lr: with "mild", also mirror left-right (allows mirroring TTA at inference).
         background_weight: L1 weight of valid voxels outside the body mask (1 = plain L1 over every valid voxel).
@@ -41,6 +44,7 @@ class TrainConfig:
     val_iterations_per_epoch: int = 50
     initial_lr: float = 1e-2
     weight_decay: float = 3e-5
+    optimizer: str = "sgd"
     augmentation: str = "paper"
     mirror_lr: bool = False
     background_weight: float = 1.0
@@ -61,6 +65,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.augmentation not in AUGMENTATIONS:
             raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, got {self.augmentation!r}")
         if self.mirror_lr and self.augmentation == "paper":

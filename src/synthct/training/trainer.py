@@ -1,9 +1,9 @@
 """``SynthCTTrainerL1``: stage-1 training (masked L1 on the normalised CT) as one thin ``nnUNetTrainer`` subclass.
 
 What stays stock: the constructor signature, folders and logs, the 5-fold split (``splits_final.json``), SGD
-(momentum 0.99, Nesterov) with PolyLR, gradient clipping at 12, AMP + GradScaler on CUDA, ``torch.compile``
-(``nnUNet_compile``), DDP, checkpoint format, ``progress.png``, ``checkpoint_latest``/``checkpoint_best``/
-``checkpoint_final``, resuming.
+(momentum 0.99, Nesterov; ``optimizer="adamw"`` swaps in stock ``nnUNetTrainerAdam``'s AdamW) with PolyLR, gradient
+clipping at 12, AMP + GradScaler on CUDA, ``torch.compile`` (``nnUNet_compile``), DDP, checkpoint format,
+``progress.png``, ``checkpoint_latest``/``checkpoint_best``/``checkpoint_final``, resuming.
 
 What changes:
 
@@ -34,6 +34,7 @@ import torch
 from batchgenerators.dataloading.nondet_multi_threaded_augmenter import NonDetMultiThreadedAugmenter
 from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
 from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
@@ -133,6 +134,14 @@ class SynthCTTrainerL1(nnUNetTrainer):
         self.dataset_class = infer_dataset_class(self.preprocessed_dataset_folder)
         self.was_initialized = True
         self.logger.update_config({"hparas": {**self.train_config.to_json(), "batch_size": self.batch_size}})
+
+    def configure_optimizers(self) -> tuple[torch.optim.Optimizer, PolyLRScheduler]:
+        """Stock SGD + PolyLR, or AdamW (AMSGrad) + PolyLR as stock ``nnUNetTrainerAdam`` (``optimizer="adamw"``)."""
+        if self.train_config.optimizer == "sgd":
+            return super().configure_optimizers()
+        optimizer = torch.optim.AdamW(self.network.parameters(), lr=self.initial_lr, weight_decay=self.weight_decay,
+                                      amsgrad=True)
+        return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
 
     def unwrapped_network(self) -> nn.Module:
         """The plain network under DDP and ``torch.compile`` wrappers."""
