@@ -63,6 +63,12 @@ def _scores(task: str, image: sitk.Image, ct: sitk.Image, mask: sitk.Image) -> d
             (("model", sct), ("identity", identity), ("linear", linear))}
 
 
+def _test_image(task: str, kind: str) -> sitk.Image:
+    """The one image of test/<task>/input/images/<kind>/."""
+    (path,) = (REPO / "test" / task / "input" / "images" / kind).glob("*.mha")
+    return sitk.ReadImage(str(path))
+
+
 def _beats(scores: dict[str, dict[str, float]], baselines: tuple[str, ...]) -> None:
     for metric, better in (("mae", np.less), ("psnr", np.greater), ("ms_ssim", np.greater)):
         for baseline in baselines:
@@ -74,16 +80,16 @@ def test_cbct_demo_model_beats_identity_and_linear_map_on_the_held_out_ct() -> N
     scripts/make_demo_weights.py), evaluated on a 24-slice slab around the neck, cropped in-plane to the body."""
     demo = load_script("make_demo_weights")
     cbct, ct, mask = demo.cbct_pair(SAMPLES / "openkbp_hn" / "ct.nii.gz")
-    crop = (slice(92, 203), slice(62, 205), slice(24, 48))  # x, y, z: the region of test/cbct
+    region = _test_image("cbct", "cbct")  # the region of test/cbct, on the same grid
+    start = cbct.TransformPhysicalPointToIndex(region.GetOrigin())
+    crop = tuple(slice(i, i + n) for i, n in zip(start, region.GetSize(), strict=True))  # x, y, z
     _beats(_scores("cbct", cbct[crop], ct[crop], mask[crop]), ("identity", "linear"))
 
 
 def test_cbct_demo_model_beats_identity_on_the_container_test_case() -> None:
     """test/cbct: the same region of pt_2, but the CBCT simulated on the crop (other FOV centre and random fields)."""
     cases = load_script("make_test_cases")
-    root = REPO / "test" / "cbct" / "input"
-    image = sitk.ReadImage(str(next((root / "images" / "cbct").glob("*.mha"))))
-    mask = sitk.ReadImage(str(next((root / "images" / "body").glob("*.mha"))))
+    image, mask = _test_image("cbct", "cbct"), _test_image("cbct", "body")
     ct, _ = cases._crop_and_resample(sitk.ReadImage(str(SAMPLES / "openkbp_hn" / "ct.nii.gz")),
                                      sitk.ReadImage(str(SAMPLES / "openkbp_hn" / "mask.nii.gz")))
     assert ct.GetSize() == image.GetSize() and ct.GetOrigin() == image.GetOrigin()
