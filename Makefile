@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv demo test lint bench container clean
+.PHONY: venv demo demo-cbct test lint bench container clean
 
 $(BIN)/synthct: pyproject.toml requirements.txt
 	$(PY) -m venv $(VENV)
@@ -16,6 +16,9 @@ venv: $(BIN)/synthct
 
 demo: venv
 	$(BIN)/synthct demo --out demo_output
+
+demo-cbct: venv
+	$(BIN)/synthct demo --task cbct --out demo_output_cbct
 
 test: venv
 	$(BIN)/python -m pytest -q
@@ -30,4 +33,4 @@ container: venv
 	bash .ci/container.sh
 
 clean:
-	rm -rf demo_output build .pytest_cache
+	rm -rf demo_output demo_output_cbct build .pytest_cache

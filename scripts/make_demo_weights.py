@@ -46,32 +46,38 @@ from scipy import ndimage
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_test_cases import CBCT_SEED, simulate_cbct  # noqa: E402  (the documented CBCT simulation)
+from cbct_simulation import HELD_OUT_SLICES, simulate_cbct  # noqa: E402  (the calibrated CBCT simulation)
 
 LOG = logging.getLogger("make_demo_weights")
 PORCINE_TRAIN_SLABS = ((0, 28), (68, 95))
 PORCINE_HELD_OUT = (28, 68)
-CBCT_SPACING = (2.0, 2.0, 3.0)  # x, y, z mm (the test/cbct grid)
-CBCT_TRAIN = {"HN": ["openkbp-hn-ct/pt_4/ct.nii.gz"], "AB": ["totalsegmentator-examples/example_ct.nii.gz"],
-              "TH": ["totalsegmentator-examples/pulmonary_report/ct_cropped.nii.gz",
-                     "totalsegmentator-examples/aorta_report/ct_cropped.nii.gz"]}
-CBCT_HELD_OUT = "openkbp-hn-ct/pt_2/ct.nii.gz"  # simulated with CBCT_SEED, as test/cbct
-#: CBCTs simulated per training CT, each with its own random shading, streaks and noise (seeds CBCT_SEED + 1, ...),
-#: so that the model learns to correct the artefacts rather than memorise one realisation per CT.
-CBCT_REALISATIONS = 3
-MODELS = {"mri": "porcine-demo", "cbct": "ctsim-demo"}
+CBCT_SPACING = (2.0, 2.0, 3.0)  # x, y, z mm: the demo model's grid (inputs are resampled to it and back)
+#: The real pair (samples/pancreas_cbct, made by scripts/make_samples.py): slices HELD_OUT_SLICES are held out
+#: (test/cbct, the Task 2 demo case); the rest is the real training slab, entered CBCT_REAL_COPIES times so that
+#: uniform case sampling draws real CBCT about as often as simulated CBCT.
+CBCT_REAL = REPO / "samples" / "pancreas_cbct"
+CBCT_REAL_COPIES = 5
+#: Real CTs simulated as CBCT with the calibrated simulator (seed per realisation) → (path, axial slices, seeds).
+#: The planning CT of the same patient contributes only slices above the CBCT's z range (never the held-out slab).
+CBCT_SIMULATED = (("pancreatic-ct-cbct-seg/ct_plan.nii.gz", (44, 79), (11, 12)),
+                  ("totalsegmentator-examples/example_ct.nii.gz", None, (13,)),
+                  ("openkbp-hn-ct/pt_4/ct.nii.gz", None, (14,)),
+                  ("totalsegmentator-examples/pulmonary_report/ct_cropped.nii.gz", None, (15,)))
+MODELS = {"mri": "porcine-demo", "cbct": "pancreas-demo"}
 #: Per-task training defaults. CBCT: L1 inside the body only (outside the circular FOV the simulated CBCT is empty
 #: while the CT still shows anatomy, which no model can learn; the predictor writes -1000 outside the body anyway).
 TRAINING = {"mri": {"epochs": 10, "iterations": 30, "background_weight": 1.0, "optimizer": "sgd", "lr": 1e-2},
-            "cbct": {"epochs": 60, "iterations": 30, "background_weight": 0.0, "optimizer": "adamw", "lr": 1e-3}}
+            "cbct": {"epochs": 50, "iterations": 30, "background_weight": 0.0, "optimizer": "adamw", "lr": 1e-3}}
 DESCRIPTIONS = {
     "mri": "DEMO weights, NOT a SynthRAD2025 model: small nnResU-Net trained by scripts/make_demo_weights.py on two "
            "axial slabs of one real porcine tissue phantom (MRI-DIR, T2 MR -> CT; not human anatomy). Serves HN, TH "
            "and AB only so that the pipeline runs out of the box.",
     "cbct": "DEMO weights, NOT a SynthRAD2025 model: small nnResU-Net with an affine input skip (synthct plan "
-            "--input-skip) trained by scripts/make_demo_weights.py on CBCTs simulated (3 random realisations each) "
-            "from 4 real CTs (OpenKBP pt_4 head and neck, TotalSegmentator abdomen and two "
-            "thorax crops). Serves HN, TH and AB.",
+            "--input-skip) trained by scripts/make_demo_weights.py on ONE patient's real CBCT + planning CT "
+            "(TCIA Pancreatic-CT-CBCT-SEG, rigid clinical alignment; 29 axial slices, the other 14 held out) and on "
+            "CBCTs simulated with a simulator calibrated against that CBCT (docs/cbct-simulation.md) from 4 real "
+            "CTs (the same patient's CT above the CBCT, TotalSegmentator abdomen and thorax, OpenKBP head and "
+            "neck). Serves HN, TH and AB.",
 }
 
 
@@ -102,14 +108,35 @@ def resample(image: sitk.Image, spacing: tuple[float, float, float], interp: int
                          default, image.GetPixelID())
 
 
-def cbct_pair(ct_path: Path, seed: int = CBCT_SEED) -> tuple[sitk.Image, sitk.Image, sitk.Image]:
-    """(simulated CBCT, CT, mask) on the 2 x 2 x 3 mm grid from one real CT (CT clipped to [-1024, 3071]); ``seed``
-    draws the simulation's random shading, streaks and noise."""
-    ct = sitk.Clamp(sitk.Cast(sitk.ReadImage(str(ct_path)), sitk.sitkFloat32), sitk.sitkFloat32, -1024, 3071)
+def _oriented(image: sitk.Image) -> sitk.Image:
+    """The image with identity direction (LPS), so that array rows run anterior → posterior as the simulator assumes."""
+    return sitk.DICOMOrient(image, "LPS")
+
+
+def cbct_pair(ct_path: Path, z_range: tuple[int, int] | None, seed: int) -> tuple[sitk.Image, sitk.Image, sitk.Image]:
+    """(simulated CBCT, CT, mask) on the 2 x 2 x 3 mm grid from one real CT (clipped to [-1024, 3071]); ``seed``
+    draws the simulation's random shading, streaks and noise; ``z_range`` keeps those axial slices (half-open)."""
+    ct = _oriented(sitk.Clamp(sitk.Cast(sitk.ReadImage(str(ct_path)), sitk.sitkFloat32), sitk.sitkFloat32, -1024,
+                              3071))
+    if z_range is not None:
+        ct = ct[:, :, z_range[0]:z_range[1]]
     ct = resample(ct, CBCT_SPACING, sitk.sitkLinear, -1024.0)
     mask = body_mask(ct)
     cbct, mask = simulate_cbct(ct, mask, seed)
-    return cbct, sitk.Cast(sitk.Round(ct), sitk.sitkInt16), mask
+    ct = sitk.Cast(sitk.Round(ct), sitk.sitkInt16)
+    # The release sets the CT to -1000 outside the CBCT's FOV.
+    ct = sitk.Mask(ct, sitk.Cast(cbct != -1000, sitk.sitkUInt8), -1000)
+    return cbct, ct, mask
+
+
+def real_cbct_slab(z_range: tuple[int, int], spacing: tuple[float, float, float] | None
+                   ) -> tuple[sitk.Image, sitk.Image, sitk.Image]:
+    """(CBCT, CT, mask) of the real pair, axial slices ``z_range``; resampled to ``spacing`` (x, y, z) if given."""
+    images = [sitk.ReadImage(str(CBCT_REAL / f"{n}.mha"))[:, :, z_range[0]:z_range[1]] for n in ("cbct", "ct", "mask")]
+    if spacing is None:
+        return images[0], images[1], images[2]
+    return (resample(images[0], spacing, sitk.sitkLinear, -1000.0), resample(images[1], spacing, sitk.sitkLinear,
+            -1000.0), resample(images[2], spacing, sitk.sitkNearestNeighbor, 0))
 
 
 def write_case(folder: Path, image_name: str, image: sitk.Image, ct: sitk.Image, mask: sitk.Image) -> None:
@@ -125,12 +152,14 @@ def build_roots(data: Path, root: Path) -> dict[str, tuple[sitk.Image, sitk.Imag
     for i, (z0, z1) in enumerate(PORCINE_TRAIN_SLABS, start=1):
         write_case(root / "Task1" / "HN" / f"1HNA{i:03d}", "mr.mha", mr[:, :, z0:z1], ct[:, :, z0:z1],
                    mask[:, :, z0:z1])
-    for region, paths in CBCT_TRAIN.items():
-        for i, (rel, k) in enumerate(((r, k) for r in paths for k in range(CBCT_REALISATIONS)), start=1):
-            write_case(root / "Task2" / region / f"2{region}A{i:03d}", "cbct.mha",
-                       *cbct_pair(data / rel, CBCT_SEED + 1 + k))
+    real = real_cbct_slab((HELD_OUT_SLICES[1], sitk.ReadImage(str(CBCT_REAL / "ct.mha")).GetSize()[2]),
+                          CBCT_SPACING)
+    for i in range(1, CBCT_REAL_COPIES + 1):
+        write_case(root / "Task2" / "AB" / f"2ABR{i:03d}", "cbct.mha", *real)
+    for i, (rel, z_range, seed) in enumerate(((r, z, k) for r, z, seeds in CBCT_SIMULATED for k in seeds), start=1):
+        write_case(root / "Task2" / "AB" / f"2ABS{i:03d}", "cbct.mha", *cbct_pair(data / rel, z_range, seed))
     z0, z1 = PORCINE_HELD_OUT
-    return {"mri": (mr[:, :, z0:z1], ct[:, :, z0:z1], mask[:, :, z0:z1]), "cbct": cbct_pair(data / CBCT_HELD_OUT)}
+    return {"mri": (mr[:, :, z0:z1], ct[:, :, z0:z1], mask[:, :, z0:z1]), "cbct": real_cbct_slab(HELD_OUT_SLICES, None)}
 
 
 def train_model(task: str, root: Path, work: Path, args: argparse.Namespace) -> Path:
@@ -196,10 +225,17 @@ def evaluate(task: str, model: Path, held_out: tuple[sitk.Image, sitk.Image, sit
     linear = np.clip(a * read_manifest(model).input_normalization.apply(image, body) + b, -1024, 3071)
     linear[~body] = -1000
     identity = np.clip(image.astype(np.float32), -1024, 3071)
+    x = read_manifest(model).input_normalization.apply(image, body)
+    oa, ob = (float(v) for v in np.polyfit(x[body].astype(np.float64), ct[body].astype(np.float64), 1))
+    oracle = np.clip(oa * x + ob, -1024, 3071)
+    oracle[~body] = -1000
     rows = {"demo model": image_metrics(ct, sct, mask=body), "identity (input as CT)": image_metrics(ct, identity,
-            mask=body), f"global linear map (HU = {a:.1f} x + {b:.1f})": image_metrics(ct, linear, mask=body)}
+            mask=body), f"global linear map (HU = {a:.1f} x + {b:.1f})": image_metrics(ct, linear, mask=body),
+            f"oracle linear map fitted on the held-out data (HU = {oa:.1f} x + {ob:.1f})":
+                image_metrics(ct, oracle, mask=body)}
     rows["demo model"]["predict_s_cpu"] = predict_s
     rows[f"global linear map (HU = {a:.1f} x + {b:.1f})"].update(a=a, b=b)  # HU = a·x + b, x = normalised input
+    rows[f"oracle linear map fitted on the held-out data (HU = {oa:.1f} x + {ob:.1f})"].update(a=oa, b=ob)
     return rows
 
 
@@ -226,7 +262,9 @@ def write_results(results: dict[str, dict], timings: dict[str, float]) -> None:
              "held-out split). These are **demo models trained on a few real volumes, not SynthRAD2025 models**.",
              "Metrics as the SynthRAD2025 evaluation computes them, inside the body mask.", ""]
     for task, rows in results.items():
-        lines += [f"## {task}: {'porcine MR slab z 28..67' if task == 'mri' else 'CBCT simulated from OpenKBP pt_2'}",
+        title = ("porcine MR slab z 28..67" if task == "mri"
+                 else "REAL CBCT, held-out slab z 0..13 of samples/pancreas_cbct")
+        lines += [f"## {task}: {title}",
                   "", "| method | MAE (HU) | PSNR (dB) | MS-SSIM |", "|---|---|---|---|"]
         lines += [f"| {name} | {m['mae']:.1f} | {m['psnr']:.2f} | {m['ms_ssim']:.4f} |" for name, m in rows.items()]
         lines += ["", f"Training + export wall time on this machine: {timings.get(task, float('nan')):.0f} s.", ""]

@@ -16,6 +16,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
 import SimpleITK as sitk
 
 LOG = logging.getLogger("make_samples")
@@ -75,6 +76,65 @@ Files `ct.nii.gz`, `mask.nii.gz`: byte-identical copies of `pt_2/ct.nii.gz` and 
 Licence: MIT for the repository (see LICENSE file); images TCIA-derived, cite Babier et al. 2021.""")
 
 
+#: Real CBCT pair: CBCT slices of ``cbct_CB02_aligned_resampled`` that lie on the CT's z range start at this index.
+PANCREAS_CBCT_Z0 = 26
+#: Release clip range of CT and CBCT (SynthRAD ``clip_data.py``).
+HU_CLIP = (-1024, 3071)
+#: In-plane margin (voxels) kept around the union of the per-slice FOV discs.
+PANCREAS_MARGIN = 2
+
+
+def pancreas_cbct(source: Path, out: Path) -> None:
+    """Real planning CT + real CBCT of one patient as a SynthRAD2025 Task 2 "Abdomen" pair (CT grid, int16 HU).
+
+    Steps (challenge.md §11): overlap of the two z ranges; per-slice circular CBCT FOV from the radial profile;
+    cone correction (slices with FOV area > 95 % of the largest); clip to [-1024, 3071]; body outline from the CBCT
+    (threshold + 2 openings + largest component + closing + hole filling + 10 mm in-plane dilation, ∩ FOV); CT and CBCT
+    set to -1000 outside the FOV; in-plane crop to the FOV's bounding box + 2 voxels.
+    """
+    from synthct.preprocessing.outline import body_outline, cbct_fov, cone_slices
+
+    src, dst = source / "pancreatic-ct-cbct-seg", out / "pancreas_cbct"
+    dst.mkdir(parents=True, exist_ok=True)
+    ct_im = sitk.ReadImage(str(src / "ct_plan.nii.gz"))
+    cb_im = sitk.ReadImage(str(src / "cbct_CB02_aligned_resampled.nii.gz"))
+    ct, cb = sitk.GetArrayFromImage(ct_im), sitk.GetArrayFromImage(cb_im)
+    z_cb = PANCREAS_CBCT_Z0
+    n = min(ct.shape[0], cb.shape[0] - z_cb)
+    ct, cb = ct[:n].astype(np.int16), cb[z_cb : z_cb + n]
+    fov = cbct_fov(cb)
+    keep = cone_slices(fov)
+    z0, z1 = int(keep.min()), int(keep.max()) + 1
+    ct, cb, fov = ct[z0:z1], cb[z0:z1], fov[z0:z1]
+    ys, xs = np.nonzero(fov.any(axis=0))
+    y0, y1 = max(int(ys.min()) - PANCREAS_MARGIN, 0), min(int(ys.max()) + 1 + PANCREAS_MARGIN, ct.shape[1])
+    x0, x1 = max(int(xs.min()) - PANCREAS_MARGIN, 0), min(int(xs.max()) + 1 + PANCREAS_MARGIN, ct.shape[2])
+    ct, cb, fov = ct[:, y0:y1, x0:x1], cb[:, y0:y1, x0:x1], fov[:, y0:y1, x0:x1]
+    ct, cb = np.clip(ct, *HU_CLIP), np.clip(cb, *HU_CLIP)
+    spacing_zyx = tuple(reversed(ct_im.GetSpacing()))
+    mask = body_outline(cb, spacing_zyx, fov=fov)
+    ct = np.where(fov, ct, -1000).astype(np.int16)
+    cb = np.where(fov, cb, -1000).astype(np.int16)
+    reference = ct_im[x0:x1, y0:y1, z0:z1]
+    for name, array in (("ct", ct), ("cbct", cb), ("mask", mask.astype(np.uint8))):
+        image = sitk.GetImageFromArray(array)
+        image.CopyInformation(reference)
+        _write(image, dst / f"{name}.mha")
+    _provenance(src, dst, f"""
+Files `ct.mha`, `cbct.mha`, `mask.mha` ({x1 - x0} x {y1 - y0} x {z1 - z0} voxels, 1.074 x 1.074 x 3 mm, int16 HU /
+uint8), a SynthRAD2025-style Task 2 "Abdomen" pair on the planning-CT grid (no resampling):
+- CT axial slices z = {z0}..{z1 - 1} of `ct_plan.nii.gz` = CBCT slices z = {z_cb + z0}..{z_cb + z1 - 1} of
+  `cbct_CB02_aligned_resampled.nii.gz` (the overlap of both, after SynthRAD's cone correction: slices whose FOV area
+  exceeds 95 % of the largest), in-plane crop x = {x0}..{x1 - 1}, y = {y0}..{y1 - 1} (the FOV's bounding box + 2
+  voxels);
+- CBCT field of view per slice from its radial profile (`synthct.preprocessing.outline.cbct_fov`); CT and CBCT set to
+  -1000 outside it and clipped to [-1024, 3071] (SynthRAD `clip_data.py`);
+- `mask.mha`: body outline from the CBCT as SynthRAD2025 stage 2 builds it
+  (`synthct.preprocessing.outline.body_outline`, threshold t = 0.3, 10 mm in-plane dilation, ∩ FOV).
+The pairing is the clinic's RIGID alignment (no deformable registration, unlike the release's `ct_def`).
+Licence: CC BY 4.0 + TCIA data usage policy (see LICENSE file); cite Hong et al. 2022 and TCIA (below).""")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     root = Path(__file__).resolve().parents[1]
@@ -84,7 +144,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if not args.source.is_dir():
         raise SystemExit(f"source data folder not found: {args.source}")
-    for derive in (porcine, totalsegmentator, openkbp):
+    for derive in (porcine, totalsegmentator, openkbp, pancreas_cbct):
         derive(args.source, args.out)
 
 

@@ -16,29 +16,13 @@ and the mask carry different random-looking names (fixed UUIDs here, so the fold
 slices z = 8..31 of the 40-slice sample, unchanged otherwise (147 x 186 x 24 voxels, 1 x 1 x 2.5 mm, int16 MR,
 uint8 mask). The tissue block is not human anatomy; like ``synthct demo`` the case is labelled "Head and Neck".
 
-**Task 2 (CBCT)**, simulated from the real head-and-neck CT in ``samples/openkbp_hn`` (OpenKBP pt_2, MIT / TCIA),
-which has no CBCT. Steps, all deterministic (fixed seed :data:`CBCT_SEED`):
-
-1. crop to axial slices z = 24..47 (skull base, maxilla, mandible and upper cervical spine; 24 slices at 3 mm) and
-   to the body mask's in-plane bounding box plus a 12 mm margin;
-2. resample linearly to 2 x 2 x 3 mm (the source has 4.625 mm pixels: a finer grid, not finer detail); the mask is
-   resampled with nearest neighbour. Origin and direction (diag(1, 1, -1)) come from the source;
-3. convert to relative attenuation ``a = (HU + 1000) / 1000`` (water = 1) and apply, in this order:
-
-   - **cupping**: ``a *= 1 - 0.06 (1 - (r/R)^2)`` inside the field of view (FOV), r = in-plane distance from the
-     rotation axis (the image centre), R = FOV radius: the centre reads up to ~60 HU too low, as with scatter and
-     beam hardening;
-   - **low-frequency shading**: a smooth random field (white noise, Gaussian-filtered with sigma 24 mm in-plane and
-     12 mm in z, scaled to a standard deviation of 0.025, i.e. ~25 HU in water);
-   - **streaks**: in every slice with dense structures (HU > 1200, teeth and cortical bone), 6 thin lines at random
-     angles through the densest voxel, alternating bright/dark, amplitude 0.06 (~60 HU) decaying with an 80 mm
-     length scale;
-   - **noise**: Gaussian, lightly correlated (sigma 0.7 voxel), standard deviation 0.02 (~20 HU);
-
-4. back to CT-like units ``1000 a - 1000`` and apply a calibration drift ``0.94 x - 35`` (CBCT numbers are not HU);
-5. **circular FOV** of radius 120 mm about the image centre in every slice: -1000 outside, as SynthRAD's released
-   CBCTs (``challenge.md`` §4.6, §11.2 step 7); the body mask is multiplied by the FOV, as SynthRAD does;
-6. clip to [-1024, 3071] (SynthRAD ``clip_data.py``), round to int16.
+**Task 2 (CBCT)**, a REAL CBCT: axial slices :data:`CBCT_Z` of ``samples/pancreas_cbct`` (TCIA
+Pancreatic-CT-CBCT-SEG, CC BY 4.0; made by ``scripts/make_samples.py`` the way the SynthRAD2025 release is made:
+CT grid, circular FOV from the radial profile, -1000 outside it, clipped to [-1024, 3071], SynthRAD-style body
+outline ∩ FOV), i.e. 243 x 244 x 14 voxels at 1.074 x 1.074 x 3 mm, int16 CBCT, uint8 mask, region "Abdomen".
+These slices are the Task 2 demo model's held-out slab (``scripts/make_demo_weights.py``): it never trained on them.
+The simulated head-and-neck CBCT that stood here until 2026-12 is gone: its coverage (a flipped direction matrix,
+a 2 mm grid) is in the process.py tests, and CBCT simulation lives, calibrated, in ``scripts/cbct_simulation.py``.
 
 Provenance and licences of the sources are in ``test/README.md`` and the copied LICENSE files.
 
@@ -61,43 +45,26 @@ import tempfile
 import uuid
 from pathlib import Path
 
-import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import check_output  # noqa: E402  (the sibling script)
 
 LOG = logging.getLogger("make_test_cases")
-REGION = "Head and Neck"
 TASKS = ("mri", "cbct")
 
 #: Task 1: axial slices of samples/porcine kept in the case (half-open).
 MRI_Z = (8, 32)
-#: Task 2: axial slices of samples/openkbp_hn kept (half-open), in-plane margin and output spacing (x, y, z) mm.
-CBCT_Z = (24, 48)
-CBCT_MARGIN_MM = 12.0
-CBCT_SPACING = (2.0, 2.0, 3.0)
-CBCT_SEED = 20250601
-CBCT_FOV_RADIUS_MM = 120.0
-CUPPING = 0.06
-SHADING_STD = 0.025
-SHADING_SIGMA_MM = (12.0, 24.0, 24.0)  # (z, y, x)
-STREAK_THRESHOLD_HU = 1200.0
-STREAK_LINES = 6
-STREAK_AMPLITUDE = 0.06
-STREAK_WIDTH_MM = 2.0
-STREAK_DECAY_MM = 80.0
-NOISE_STD = 0.02
-NOISE_SIGMA_VOXELS = 0.7
-CALIBRATION = (0.94, -35.0)  # gain, offset
-HU_CLIP = (-1024.0, 3071.0)
+#: Task 2: axial slices of samples/pancreas_cbct kept (half-open): the demo model's held-out slab.
+CBCT_Z = (0, 14)
+#: region.json per task.
+REGIONS = {"mri": "Head and Neck", "cbct": "Abdomen"}
 
 #: Smoke-test model settings per task: spacing (z, y, x) mm equals the test case's, so no resampling happens.
 SMOKE_MODELS = {
     "mri": {"spacing": (2.5, 1.0, 1.0), "seed": 1},
-    "cbct": {"spacing": (3.0, 2.0, 2.0), "seed": 2},
+    "cbct": {"spacing": (3.0, 1.07421875, 1.07421875), "seed": 2},
 }
 #: Target normalisation of the smoke models (HU = 150 z): keeps a random network's output mostly inside
 #: [-1024, 3071], so the reference percentiles are not stuck at the clip limits.
@@ -126,7 +93,7 @@ def _write_case(out: Path, task: str, image: sitk.Image, mask: sitk.Image) -> Pa
         shutil.rmtree(root)
     _write(image, root / "images" / task / f"{case_uuid(task, 'image')}.mha")
     _write(mask, root / "images" / "body" / f"{case_uuid(task, 'body')}.mha")
-    (root / "region.json").write_text(json.dumps(REGION) + "\n")
+    (root / "region.json").write_text(json.dumps(REGIONS[task]) + "\n")
     return root
 
 
@@ -138,101 +105,16 @@ def mri_case(samples: Path) -> tuple[sitk.Image, sitk.Image]:
     return mr, sitk.Cast(mask, sitk.sitkUInt8)
 
 
-def _crop_and_resample(ct: sitk.Image, mask: sitk.Image) -> tuple[sitk.Image, sitk.Image]:
-    """Steps 1-2: crop to :data:`CBCT_Z` and the mask's bounding box + margin; resample to :data:`CBCT_SPACING`."""
-    z0, z1 = CBCT_Z
-    ct, mask = ct[:, :, z0:z1], mask[:, :, z0:z1]
-    m = sitk.GetArrayFromImage(mask) > 0
-    sx, sy, _ = ct.GetSpacing()
-    ys, xs = np.where(m.any(axis=0))
-    pad_x, pad_y = round(CBCT_MARGIN_MM / sx), round(CBCT_MARGIN_MM / sy)
-    x0, x1 = max(int(xs.min()) - pad_x, 0), min(int(xs.max()) + 1 + pad_x, ct.GetSize()[0])
-    y0, y1 = max(int(ys.min()) - pad_y, 0), min(int(ys.max()) + 1 + pad_y, ct.GetSize()[1])
-    ct, mask = ct[x0:x1, y0:y1, :], mask[x0:x1, y0:y1, :]
-    # New grid: same origin corner (voxel edge) and direction, CBCT_SPACING, covering the cropped extent.
-    old_spacing = np.array(ct.GetSpacing())
-    new_spacing = np.array(CBCT_SPACING)
-    extent = np.array(ct.GetSize()) * old_spacing
-    size = [int(n) for n in np.floor(extent / new_spacing + 1e-6)]
-    direction = np.array(ct.GetDirection()).reshape(3, 3)
-    corner = np.array(ct.GetOrigin()) - direction @ (old_spacing / 2)
-    origin = corner + direction @ (new_spacing / 2)
-    ref = sitk.Image(size, sitk.sitkFloat32)
-    ref.SetSpacing(tuple(float(s) for s in new_spacing))
-    ref.SetOrigin(tuple(float(o) for o in origin))
-    ref.SetDirection(ct.GetDirection())
-    ct_r = sitk.Resample(sitk.Cast(ct, sitk.sitkFloat32), ref, sitk.Transform(), sitk.sitkLinear, -1024.0)
-    mask_r = sitk.Resample(mask, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-    return ct_r, mask_r
-
-
-def _smooth_field(rng: np.random.Generator, shape: tuple[int, ...], sigma_vox: tuple[float, ...]) -> np.ndarray:
-    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma_vox, mode="reflect")
-    return (field - field.mean()) / field.std()
-
-
-def _streaks(hu: np.ndarray, rng: np.random.Generator, spacing_zyx: tuple[float, float, float]) -> np.ndarray:
-    """Relative-attenuation streak pattern (Z, Y, X): lines through the densest voxel of each dense slice."""
-    _, sy, sx = spacing_zyx
-    nz, ny, nx = hu.shape
-    yy, xx = np.meshgrid(np.arange(ny) * sy, np.arange(nx) * sx, indexing="ij")
-    out = np.zeros(hu.shape)
-    angles = rng.uniform(0, np.pi, STREAK_LINES)  # one set of angles: streaks persist along z, as in a real scan
-    signs = np.where(np.arange(STREAK_LINES) % 2 == 0, 1.0, -1.0)
-    for z in range(nz):
-        if hu[z].max() <= STREAK_THRESHOLD_HU:
-            continue
-        py, px = np.unravel_index(int(np.argmax(hu[z])), hu[z].shape)
-        dy, dx = yy - py * sy, xx - px * sx
-        fall_off = np.exp(-np.hypot(dy, dx) / STREAK_DECAY_MM)
-        for angle, sign in zip(angles, signs, strict=True):
-            distance = np.abs(dx * np.sin(angle) - dy * np.cos(angle))  # distance to the line, mm
-            out[z] += sign * STREAK_AMPLITUDE * np.exp(-0.5 * (distance / STREAK_WIDTH_MM) ** 2) * fall_off
-    return out
-
-
-def simulate_cbct(ct: sitk.Image, mask: sitk.Image, seed: int = CBCT_SEED) -> tuple[sitk.Image, sitk.Image]:
-    """Steps 3-6 of the module docstring on a CT already on the CBCT grid; returns (CBCT int16, mask uint8).
-
-    ``seed`` draws the random parts (shading field, streak angles, noise); cupping, FOV and calibration are fixed.
-    """
-    rng = np.random.default_rng(seed)
-    hu = sitk.GetArrayFromImage(ct).astype(np.float64)
-    body = sitk.GetArrayFromImage(mask) > 0
-    sx, sy, sz = ct.GetSpacing()
-    nz, ny, nx = hu.shape
-    # FOV: a cylinder about the image centre (the rotation axis).
-    yy, xx = np.meshgrid((np.arange(ny) - (ny - 1) / 2) * sy, (np.arange(nx) - (nx - 1) / 2) * sx, indexing="ij")
-    r = np.hypot(yy, xx)
-    fov2d = r <= CBCT_FOV_RADIUS_MM
-    atten = (hu + 1000.0) / 1000.0
-    atten *= np.where(fov2d, 1.0 - CUPPING * (1.0 - (r / CBCT_FOV_RADIUS_MM) ** 2), 1.0)[None]
-    sigma = tuple(s / d for s, d in zip(SHADING_SIGMA_MM, (sz, sy, sx), strict=True))
-    atten += SHADING_STD * _smooth_field(rng, hu.shape, sigma)
-    atten += _streaks(hu, rng, (sz, sy, sx))
-    atten += NOISE_STD * _smooth_field(rng, hu.shape, (NOISE_SIGMA_VOXELS,) * 3)
-    gain, offset = CALIBRATION
-    cbct = gain * (1000.0 * atten - 1000.0) + offset
-    fov = np.broadcast_to(fov2d, hu.shape)
-    cbct[~fov] = -1000.0
-    cbct = np.clip(np.rint(cbct), *HU_CLIP).astype(np.int16)
-    body &= fov
-    out = sitk.GetImageFromArray(cbct)
-    out.CopyInformation(ct)
-    out_mask = sitk.GetImageFromArray(body.astype(np.uint8))
-    out_mask.CopyInformation(ct)
-    return out, out_mask
-
-
 def cbct_case(samples: Path) -> tuple[sitk.Image, sitk.Image]:
-    """Task 2: a CBCT simulated from the OpenKBP head-and-neck CT, and its body mask."""
-    ct = sitk.ReadImage(str(samples / "openkbp_hn" / "ct.nii.gz"))
-    mask = sitk.ReadImage(str(samples / "openkbp_hn" / "mask.nii.gz"))
-    return simulate_cbct(*_crop_and_resample(ct, mask))
+    """Task 2: the real CBCT of ``samples/pancreas_cbct``, axial slices :data:`CBCT_Z`, and its body mask."""
+    z0, z1 = CBCT_Z
+    cbct = sitk.ReadImage(str(samples / "pancreas_cbct" / "cbct.mha"))[:, :, z0:z1]
+    mask = sitk.ReadImage(str(samples / "pancreas_cbct" / "mask.mha"))[:, :, z0:z1]
+    return cbct, sitk.Cast(mask, sitk.sitkUInt8)
 
 
 #: Sample folder each case is derived from (its LICENSE files are copied next to the case).
-SOURCES = {"mri": "porcine", "cbct": "openkbp_hn"}
+SOURCES = {"mri": "porcine", "cbct": "pancreas_cbct"}
 
 
 def make_cases(samples: Path, out: Path) -> dict[str, Path]:

@@ -1,4 +1,8 @@
-"""The main job on the bundled sample: build a grand-challenge input folder from ``samples/porcine`` and run it.
+"""The main job on a bundled sample: build a grand-challenge input folder from ``samples/`` and run it.
+
+Task 1 (``mri``, the default of ``make demo``): the real porcine MR of ``samples/porcine``. Task 2 (``cbct``): the
+REAL CBCT of ``samples/pancreas_cbct``, axial slices 0..13 only — the slab the bundled Task 2 demo model never trained
+on (the same slab as ``test/cbct``).
 
 With trained weights in ``weights/`` (routed by ``resources/models.json``) the demo uses them. Without them it creates
 a small **randomly initialised** model folder first and says so loudly: the output then shows that the pipeline
@@ -13,16 +17,31 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import SimpleITK as sitk
+
 from synthct.challenge.algorithm import run_case
-from synthct.challenge.contract import INPUT_IMAGE_DIRS, MASK_DIR, REGION_FILE
+from synthct.challenge.contract import INPUT_IMAGE_DIRS, MASK_DIR, REGION_CODES, REGION_FILE
 from synthct.challenge.errors import CaseError
 from synthct.challenge.routing import resolve_route
 from synthct.io.image import read_image
 
 LOG = logging.getLogger(__name__)
 SAMPLE_UUID = "00000000-0000-4000-8000-000000000001"
-#: The porcine sample is no human region; the demo routes it as head and neck.
-DEMO_REGION = "Head and Neck"
+
+
+@dataclass(frozen=True)
+class DemoCase:
+    """One bundled demo case: sample folder, input file name, region string, axial slices kept (half-open)."""
+
+    sample: str
+    image: str
+    region: str
+    slices: tuple[int, int] | None = None
+
+
+#: The porcine sample is no human region; the demo routes it as head and neck. The CBCT demo keeps the held-out slab.
+DEMO_CASES = {"mri": DemoCase("porcine", "mr.mha", "Head and Neck"),
+              "cbct": DemoCase("pancreas_cbct", "cbct.mha", "Abdomen", (0, 14))}
 
 
 @dataclass(frozen=True)
@@ -39,71 +58,80 @@ class DemoResult:
     ms_ssim: float
 
 
-def make_gc_input(sample_dir: Path, input_root: Path, task: str = "mri") -> Path:
+def _read_slab(path: Path, slices: tuple[int, int] | None) -> sitk.Image:
+    image = sitk.ReadImage(str(path))
+    return image if slices is None else image[:, :, slices[0]:slices[1]]
+
+
+def make_gc_input(sample_dir: Path, input_root: Path, task: str = "mri", region: str = DEMO_CASES["mri"].region,
+                  slices: tuple[int, int] | None = None) -> Path:
     """A grand-challenge input folder (images/<task>/, images/body/, region.json) from a sample folder."""
     image_name = {"mri": "mr.mha", "cbct": "cbct.mha"}[task]
     if input_root.exists():
         shutil.rmtree(input_root)
     (input_root / INPUT_IMAGE_DIRS[task]).mkdir(parents=True)
     (input_root / MASK_DIR).mkdir(parents=True)
-    shutil.copyfile(sample_dir / image_name, input_root / INPUT_IMAGE_DIRS[task] / f"{SAMPLE_UUID}.mha")
-    shutil.copyfile(sample_dir / "mask.mha", input_root / MASK_DIR / f"{SAMPLE_UUID}.mha")
-    (input_root / REGION_FILE).write_text(json.dumps(DEMO_REGION))
+    for src, dst in ((sample_dir / image_name, input_root / INPUT_IMAGE_DIRS[task] / f"{SAMPLE_UUID}.mha"),
+                     (sample_dir / "mask.mha", input_root / MASK_DIR / f"{SAMPLE_UUID}.mha")):
+        sitk.WriteImage(_read_slab(src, slices), str(dst), useCompression=True)
+    (input_root / REGION_FILE).write_text(json.dumps(region))
     return input_root
 
 
-def random_demo_models(work: Path, spacing_zyx: tuple[float, float, float]) -> Path:
-    """Create a random-weight model folder under ``work`` and a models.json routing every MRI region to it."""
+def random_demo_models(work: Path, spacing_zyx: tuple[float, float, float], task: str = "mri") -> Path:
+    """Create a random-weight model folder under ``work`` and a models.json routing every region of ``task`` to it."""
     from synthct.network.export import export_model
     from synthct.network.scaffold import random_training_results
 
-    results = random_training_results(work / "training-results-random", task="mri", features=(8, 16, 32, 64),
+    results = random_training_results(work / "training-results-random", task=task, features=(8, 16, 32, 64),
                                       patch_size=(24, 96, 96), spacing=spacing_zyx)
     export_model(results, work / "model-random", overwrite=True)
     entry = {"model": "model-random", "step": 0.3, "blend": "mean",
              "note": "RANDOM WEIGHTS: plumbing demo only, not a synthetic-CT model"}
-    routing = {"version": 1, "models": {"mri": {r: entry for r in ("HN", "TH", "AB")}}}
+    routing = {"version": 1, "models": {task: {r: entry for r in ("HN", "TH", "AB")}}}
     path = work / "resources" / "models.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(routing, indent=2))
     return path
 
 
-def run_demo(repo_root: Path, out: Path, device: str = "auto") -> DemoResult:
-    """Run the grand-challenge algorithm on the bundled porcine MR sample; outputs go under ``out``."""
-    sample = repo_root / "samples" / "porcine"
-    input_root = make_gc_input(sample, out / "input")
+def run_demo(repo_root: Path, out: Path, device: str = "auto", task: str = "mri") -> DemoResult:
+    """Run the grand-challenge algorithm on the bundled sample of ``task``; outputs go under ``out``."""
+    if task not in DEMO_CASES:
+        raise ValueError(f"demo task must be one of {sorted(DEMO_CASES)}, got {task!r}")
+    case = DEMO_CASES[task]
+    sample = repo_root / "samples" / case.sample
+    input_root = make_gc_input(sample, out / "input", task, case.region, case.slices)
     models = repo_root / "resources" / "models.json"
     try:
-        resolve_route(models, "mri", "HN")
+        resolve_route(models, task, REGION_CODES[case.region])
         random_weights = False
     except CaseError as exc:
         LOG.warning("no trained weights bundled (%s)", exc)
         LOG.warning("DEMO USES A RANDOMLY INITIALISED NETWORK: the output checks the pipeline, it is NOT a real sCT")
-        _, geometry, _ = read_image(sample / "mr.mha")
-        models = random_demo_models(out, geometry.spacing_zyx)
+        _, geometry, _ = read_image(sample / case.image)
+        models = random_demo_models(out, geometry.spacing_zyx, task)
         random_weights = True
     output_root = out / "output"
     if output_root.exists():
         shutil.rmtree(output_root)
     path = run_case(input_root, output_root, models, device)
-    return _summarise(path, sample, out, random_weights)
+    return _summarise(path, sample, out, random_weights, case)
 
 
-def _summarise(sct_path: Path, sample: Path, out: Path, random_weights: bool) -> DemoResult:
+def _summarise(sct_path: Path, sample: Path, out: Path, random_weights: bool, case: DemoCase) -> DemoResult:
     """Score the sCT against the sample's real CT inside the body mask and write ``out/preview.png``."""
     from synthct.metrics import image_metrics
     from synthct.metrics.report import save_montage
 
     sct, geometry, _ = read_image(sct_path)
-    ct, _, _ = read_image(sample / "ct.mha")
-    mask, _, _ = read_image(sample / "mask.mha")
-    mr, _, _ = read_image(sample / "mr.mha")
+    ct, mask, image = (sitk.GetArrayFromImage(_read_slab(sample / name, case.slices))
+                       for name in ("ct.mha", "mask.mha", case.image))
     scores = image_metrics(ct, sct, mask=mask > 0)
     label = "RANDOM WEIGHTS (pipeline check)" if random_weights else "bundled weights"
-    title = (f"synthct demo, porcine sample, {label}: MAE {scores['mae']:.1f} HU, PSNR {scores['psnr']:.2f} dB, "
+    title = (f"synthct demo, {case.sample} sample, {label}: MAE {scores['mae']:.1f} HU, PSNR {scores['psnr']:.2f} dB, "
              f"MS-SSIM {scores['ms_ssim']:.3f}")
     preview = save_montage(out / "preview.png", ct=ct, sct=sct, spacing_zyx=geometry.spacing_zyx, mask=mask,
-                           input_image=mr, title=title)
+                           input_image=image, title=title)
     return DemoResult(sct_path, preview, random_weights, float(sct.min()), float(sct.max()), scores["mae"],
                       scores["psnr"], scores["ms_ssim"])

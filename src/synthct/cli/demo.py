@@ -7,7 +7,9 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the grand-challenge job on the bundled porcine MR sample")
+    p = sub.add_parser("demo", help="run the grand-challenge job on a bundled sample (MR: porcine; CBCT: real "
+                       "pancreas CBCT, held-out slab)")
+    p.add_argument("--task", choices=("mri", "cbct"), default="mri", help="mri (default) or cbct")
     p.add_argument("--out", default="demo_output", help="work/output folder (default demo_output)")
     p.add_argument("--repo", default=None, help="repository root holding samples/ and resources/ (default: found "
                    "from the current folder)")
@@ -26,7 +28,7 @@ def _run(args: argparse.Namespace) -> int:
     from synthct.challenge.demo import run_demo
 
     repo = Path(args.repo).resolve() if args.repo else _find_repo(Path.cwd().resolve())
-    result = run_demo(repo, Path(args.out).resolve(), args.device)
+    result = run_demo(repo, Path(args.out).resolve(), args.device, args.task)
     kind = "RANDOM-WEIGHT demo model (pipeline check, not a real sCT)" if result.random_weights else "bundled weights"
     print(f"sCT written: {result.output}")
     print(f"preview:     {result.preview}")

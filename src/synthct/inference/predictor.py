@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from synthct.inference.cpu_threads import configure_cpu_threads
 from synthct.inference.sliding_window import SlidingWindowSettings, sliding_window_predict
 from synthct.network.checkpoint import load_model_folder
 from synthct.typing import HUArray, PathLike, SpacingZYX
@@ -40,6 +41,8 @@ class InferenceOptions:
         skip_outside_mask: skip tiles that do not touch the body mask.
         device: "auto" (CUDA if available), "cpu", "cuda" or "cuda:N".
         progress: tqdm progress bar.
+        cpu_threads: intra-op threads on the CPU (None = the CPUs available to this process, see
+            :mod:`synthct.inference.cpu_threads`).
     """
 
     step: float = 0.3
@@ -51,6 +54,7 @@ class InferenceOptions:
     skip_outside_mask: bool = True
     device: str = "auto"
     progress: bool = True
+    cpu_threads: int | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -68,6 +72,26 @@ def _resample(volume: torch.Tensor, shape: Sequence[int], mode: str) -> torch.Te
     return F.interpolate(volume[None], size=tuple(shape), mode=mode, **kwargs)[0]
 
 
+class _StageTimer:
+    """Wall time per named stage (seconds), for the one-line log of where a prediction's time goes."""
+
+    def __init__(self) -> None:
+        self._t = self._t0 = time.perf_counter()
+        self.stages: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.stages[name] = self.stages.get(name, 0.0) + now - self._t
+        self._t = now
+
+    @property
+    def total(self) -> float:
+        return self._t - self._t0
+
+    def __str__(self) -> str:
+        return ", ".join(f"{k} {v:.1f} s" for k, v in self.stages.items())
+
+
 class SyntheticCTPredictor:
     """Loads a model folder once and predicts synthetic CTs.
 
@@ -79,6 +103,8 @@ class SyntheticCTPredictor:
     def __init__(self, model_dir: PathLike, options: InferenceOptions | None = None) -> None:
         self.options = options or InferenceOptions()
         self.device = resolve_device(self.options.device)
+        if self.device.type == "cpu":
+            configure_cpu_threads(self.options.cpu_threads)
         folds = None if self.options.folds is None else list(self.options.folds)
         self.manifest, networks = load_model_folder(model_dir, folds)
         if self.options.tta and not self.manifest.trained_with_mirroring:
@@ -112,10 +138,11 @@ class SyntheticCTPredictor:
         """
         if image.shape != mask.shape:
             raise ValueError(f"image shape {image.shape} differs from mask shape {mask.shape}")
-        t0 = time.perf_counter()
+        timer = _StageTimer()
         body = mask.astype(bool)
         z = torch.from_numpy(self.manifest.input_normalization.apply(image, body))[None]
         m = torch.from_numpy(body)[None].float()
+        timer.lap("normalise")
         target_spacing = self.manifest.spacing
         resample = not np.allclose(spacing_zyx, target_spacing, rtol=SPACING_RTOL, atol=0)
         if resample:
@@ -124,10 +151,14 @@ class SyntheticCTPredictor:
             LOG.info("resampling %s at %s mm to %s at %s mm", image.shape, tuple(spacing_zyx), tuple(shape),
                      tuple(target_spacing))
             z, m = _resample(z, shape, "trilinear"), _resample(m, shape, "nearest")
+            timer.lap("resample")
         out = sliding_window_predict(self.networks, z, self.settings, self.device, mask=m[0].numpy() > 0.5)
+        timer.lap("tiles")
         if resample:
             out = _resample(out, image.shape, "trilinear")
+            timer.lap("resample back")
         hu = self.manifest.target_normalization.to_hu(out[0].numpy())
         hu[~body] = AIR_HU
-        LOG.info("predicted %s in %.1f s on %s", image.shape, time.perf_counter() - t0, self.device)
+        timer.lap("to HU")
+        LOG.info("predicted %s in %.1f s on %s (%s)", image.shape, timer.total, self.device, timer)
         return hu
