@@ -10,7 +10,10 @@ and weights/) and returns the exit code.
 import sys
 from pathlib import Path
 
-from synthct.challenge.algorithm import main
+from synthct.openmp import prefer_passive_openmp
+
+prefer_passive_openmp()  # before torch loads its OpenMP runtime (see synthct/openmp.py)
+from synthct.challenge.algorithm import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:], app_root=Path(__file__).resolve().parent))

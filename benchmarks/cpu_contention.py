@@ -36,10 +36,8 @@ image_path = next((case / "images").glob("[mc]*/*.mha"))
 mask_path = next((case / "images" / "body").glob("*.mha"))
 image = sitk.ReadImage(str(image_path))
 arr, mask = sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(sitk.ReadImage(str(mask_path)))
-opts = InferenceOptions(device="cpu", progress=False, tile_batch=batch,
-                        cpu_threads=None if threads == "auto" else int(threads))
-if threads == "torch":
-    opts = InferenceOptions(device="cpu", progress=False, tile_batch=batch, cpu_threads=torch.get_num_threads())
+n = {"auto": None, "torch": torch.get_num_threads()}.get(threads) if threads in ("auto", "torch") else int(threads)
+opts = InferenceOptions(device="cpu", progress=False, tile_batch=batch, cpu_threads=n)
 p = SyntheticCTPredictor(model, opts)
 t0 = time.perf_counter()
 p.predict(arr, mask, tuple(reversed(image.GetSpacing())))

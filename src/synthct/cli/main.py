@@ -9,6 +9,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from synthct.openmp import prefer_passive_openmp
+
 #: Subcommand modules under ``synthct.cli``, in help order.
 SUBCOMMANDS: tuple[str, ...] = ("demo", "predict", "export", "evaluate", "convert", "plan", "preprocess", "train",
                                   "finetune", "extractor")
@@ -42,6 +44,7 @@ def configure_logging(verbose: bool = False) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    prefer_passive_openmp()  # before any subcommand imports torch (synthct.openmp says why)
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
     try:
