@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Reproduce the bundled DEMO weights (weights/mri/porcine-demo, weights/cbct/ctsim-demo) from scratch.
+"""Reproduce the bundled DEMO weights (weights/mri/porcine-demo, weights/cbct/pancreas-demo) from scratch.
 
     python scripts/make_demo_weights.py ../shared/data                      # both tasks, defaults of TRAINING
     python scripts/make_demo_weights.py ../shared/data --tasks cbct --epochs 20
@@ -12,18 +12,20 @@ container and ``make demo`` produce a real (if modest) synthetic CT out of the b
 * **Task 1 (MRI → CT)**: the real paired porcine MR/CT (MRI-DIR phantom, ``mridir-porcine-ct-mr``). Training cases:
   axial slabs z = 0..27 and 68..94. Held out: z = 28..67, exactly the slab committed as ``samples/porcine`` (the
   ``make demo`` case; ``test/mri`` lies inside it).
-* **Task 2 (CBCT → CT)**: CBCTs simulated from real CTs with the documented simulation of
-  ``scripts/make_test_cases.py`` (cupping, shading, streaks, noise, calibration drift, circular FOV) on a 2 x 2 x 3 mm
-  grid. Training CTs: OpenKBP ``pt_4`` (head and neck), TotalSegmentator ``example_ct`` (abdomen), and the two
-  TotalSegmentator thorax crops (``pulmonary_report``, ``aorta_report``), each simulated 3 times with different random
-  shading, streaks and noise (12 training cases). Held out: OpenKBP ``pt_2`` (the source of ``samples/openkbp_hn``
-  and ``test/cbct``). The model differs from the MRI one in three documented ways (``TRAINING``): the affine input
-  skip of ``synthct plan --input-skip`` (it starts as the identity in HU and learns the correction), AdamW at 1e-3
-  instead of SGD, and L1 inside the body only (outside the circular FOV the CBCT is empty while the CT is not).
+* **Task 2 (CBCT → CT)**: one patient's REAL CBCT + planning CT (``samples/pancreas_cbct``, TCIA
+  Pancreatic-CT-CBCT-SEG, made by ``scripts/make_samples.py``). Held out: axial slices 0..13 (= ``test/cbct``, the
+  ``synthct demo --task cbct`` case). Training: slices 14..42 (resampled to 2 x 2 x 3 mm, entered
+  :data:`CBCT_REAL_COPIES` times so that uniform case sampling draws real CBCT about as often as simulated) plus CBCTs
+  simulated with the simulator of ``scripts/cbct_simulation.py``, calibrated against that real CBCT's training slab,
+  from the real CTs of :data:`CBCT_SIMULATED` (the same patient's CT above the CBCT's z range only, TotalSegmentator
+  abdomen and thorax, OpenKBP head and neck). The model differs from the MRI one in three documented ways
+  (``TRAINING``): the affine input skip of ``synthct plan --input-skip`` (it starts as the identity in HU and learns
+  the correction), AdamW at 1e-3 instead of SGD, and L1 inside the body only (outside the FOV the CBCT is empty).
 
 For each held-out set the script reports MAE / PSNR / MS-SSIM (the project's metrics, as the SynthRAD2025 evaluation)
-of the demo model, of the identity baseline (input vs CT) and of the best global linear intensity map (least squares
-from the normalised input to HU, fitted on the training voxels inside the body), and writes them to
+of the demo model, of the identity baseline (input vs CT), of the best global linear intensity map (least squares
+from the normalised input to HU, fitted on the training voxels inside the body) and of the oracle linear map fitted on
+the held-out voxels themselves, and writes them to
 ``weights/DEMO_RESULTS.md`` and ``.json``. Both models route all three regions of their task
 (``resources/models.json``); their ``synthct.json`` says what they were trained on.
 """
