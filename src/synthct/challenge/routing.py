@@ -4,11 +4,13 @@ Format (version 1)::
 
     {"version": 1,
      "models": {"mri":  {"HN": {"model": "weights/mri/HN", "folds": [0], "step": 0.3, "blend": "mean",
-                                "tta": false, "note": "..."}, "TH": {...}, "AB": {...}},
+                                "tta": false, "accel": {}, "note": "..."}, "TH": {...}, "AB": {...}},
                 "cbct": {...}}}
 
 ``model`` paths are relative to the application root: the folder that holds ``resources/`` (so the same file works in
 the repository and under /opt/app in the image). Only ``model`` is required; the rest default to the paper's settings.
+``accel`` holds the opt-in tile-engine switches of :class:`~synthct.inference.accel.AccelOptions` (e.g.
+``{"warmup": true, "channels_last": true}``); unknown keys are refused.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from synthct.challenge.errors import CaseError
+from synthct.inference.accel import AccelOptions
 from synthct.inference.predictor import InferenceOptions
 from synthct.network.manifest import parse_fold
 
@@ -43,6 +46,7 @@ def _options(entry: dict[str, Any], device: str) -> InferenceOptions:
         folds=None if folds is None else tuple(parse_fold(f) for f in folds),
         tile_batch=int(entry.get("tile_batch", 0)),
         device=device,
+        accel=AccelOptions.from_json(entry.get("accel")),
     )
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from synthct.inference.accel import AccelOptions, TileEngine, prepare_networks
 from synthct.inference.cpu_threads import configure_cpu_threads
 from synthct.inference.sliding_window import SlidingWindowSettings, sliding_window_predict
 from synthct.network.checkpoint import load_model_folder
@@ -43,6 +44,8 @@ class InferenceOptions:
         progress: tqdm progress bar.
         cpu_threads: intra-op threads on the CPU (None = the CPUs available to this process, see
             :mod:`synthct.inference.cpu_threads`).
+        accel: opt-in tile-engine switches and device resampling (:class:`~synthct.inference.accel.AccelOptions`;
+            all off by default).
     """
 
     step: float = 0.3
@@ -55,6 +58,7 @@ class InferenceOptions:
     device: str = "auto"
     progress: bool = True
     cpu_threads: int | None = None
+    accel: AccelOptions = field(default_factory=AccelOptions)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -110,6 +114,9 @@ class SyntheticCTPredictor:
         if self.options.tta and not self.manifest.trained_with_mirroring:
             raise ValueError(f"mirroring TTA requested, but the model in {model_dir} was not trained with mirroring")
         self.networks = [net.to(self.device).eval() for net in networks]
+        accel = self.options.accel
+        accel.check(self.device, self.options.amp_dtype)
+        self.networks = prepare_networks(self.networks, accel)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed tile shape: autotuned convolutions pay off
         target = self.manifest.target_normalization
@@ -124,6 +131,9 @@ class SyntheticCTPredictor:
             fill_value=float(target.to_z(np.array(AIR_HU))),
             progress=self.options.progress,
         )
+        self.engine = (TileEngine(self.networks, accel, self.device, self.manifest.patch_size,
+                                  self.manifest.input_channels, self.settings.mirror_axes, self.options.amp_dtype)
+                       if accel.engine_needed else None)
 
     def predict(self, image: np.ndarray, mask: np.ndarray, spacing_zyx: SpacingZYX) -> HUArray:
         """Synthesise CT for one case.
@@ -150,12 +160,14 @@ class SyntheticCTPredictor:
                                                                   strict=True)]
             LOG.info("resampling %s at %s mm to %s at %s mm", image.shape, tuple(spacing_zyx), tuple(shape),
                      tuple(target_spacing))
-            z, m = _resample(z, shape, "trilinear"), _resample(m, shape, "nearest")
+            where = self.device if self.options.accel.resample_on_device else torch.device("cpu")
+            z, m = _resample(z.to(where), shape, "trilinear"), _resample(m.to(where), shape, "nearest")
             timer.lap("resample")
-        out = sliding_window_predict(self.networks, z, self.settings, self.device, mask=m[0].numpy() > 0.5)
+        out = sliding_window_predict(self.networks, z, self.settings, self.device, mask=m[0].cpu().numpy() > 0.5,
+                                     engine=self.engine)
         timer.lap("tiles")
         if resample:
-            out = _resample(out, image.shape, "trilinear")
+            out = _resample(out.to(where), image.shape, "trilinear").cpu()
             timer.lap("resample back")
         hu = self.manifest.target_normalization.to_hu(out[0].numpy())
         hu[~body] = AIR_HU

@@ -24,6 +24,7 @@ import itertools
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -37,6 +38,13 @@ LOG = logging.getLogger(__name__)
 
 Network = Callable[[torch.Tensor], torch.Tensor]
 AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": None}
+
+
+class BatchEngine(Protocol):
+    """Replaces :func:`predict_batch` (``synthct.inference.accel.TileEngine``): ``runner(batch_size, last_batch)``
+    returns the forward x (B <= batch_size, C_in, *tile) → (B, C_out, *tile) float32 of the same ensemble."""
+
+    def runner(self, batch_size: int, last_batch: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]: ...
 
 
 @dataclass(frozen=True)
@@ -162,6 +170,7 @@ def _stitch(
     device: torch.device,
     batch_size: int,
     accumulate_on: torch.device,
+    engine: BatchEngine | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass over ``tiles``: returns (sum (C_out, Z, Y, X), weight (Z, Y, X)), float32 on ``accumulate_on``.
 
@@ -176,13 +185,18 @@ def _stitch(
     weight = torch.zeros(image.shape[1:], dtype=torch.float32, device=accumulate_on)
     total: torch.Tensor | None = None
     batches = list(_batches(tiles, batch_size))
+    if engine is None:
+        def run(x: torch.Tensor) -> torch.Tensor:
+            return predict_batch(networks, x, settings.mirror_axes, amp)
+    else:
+        run = engine.runner(batch_size, len(batches[-1]))
     # disable=None: a bar on terminals only, no carriage-return spam in CI logs
     bar = tqdm(total=len(tiles), desc="sliding window", unit="tile", disable=None if settings.progress else True,
                leave=False)
     with bar:
         upcoming = _gather(image, batches[0], device)
         for i, batch in enumerate(batches):
-            pred = predict_batch(networks, upcoming, settings.mirror_axes, amp)  # asynchronous on CUDA
+            pred = run(upcoming)  # asynchronous on CUDA
             if i + 1 < len(batches):
                 upcoming = _gather(image, batches[i + 1], device)
             pred = pred.to(accumulate_on)  # blocking: a non-blocking device→host copy could be read too early
@@ -241,6 +255,7 @@ def sliding_window_predict(
     settings: SlidingWindowSettings,
     device: torch.device | str = "cpu",
     mask: np.ndarray | torch.Tensor | None = None,
+    engine: BatchEngine | None = None,
 ) -> torch.Tensor:
     """Predict a whole volume tile by tile and blend the tiles.
 
@@ -250,6 +265,7 @@ def sliding_window_predict(
         settings: tiling, blending, batching and precision settings.
         device: compute device.
         mask: optional (Z, Y, X) boolean body mask for tile skipping.
+        engine: optional tile engine of the same ``networks`` (``synthct.inference.accel``); None = eager.
 
     Returns:
         (C_out, Z, Y, X) float32 tensor on the CPU.
@@ -287,7 +303,7 @@ def sliding_window_predict(
     if not computed:
         return torch.full((1, *spatial), settings.fill_value, dtype=torch.float32)
     with torch.inference_mode():
-        total, weight = _run_with_fallback(networks, image, computed, settings, device)
+        total, weight = _run_with_fallback(networks, image, computed, settings, device, engine)
         covered = weight > 0
         out = torch.where(covered, total / torch.where(covered, weight, 1.0), settings.fill_value)
         return out[(slice(None), *crop)].cpu()
@@ -299,12 +315,13 @@ def _run_with_fallback(
     tiles: Sequence[TileSlices],
     settings: SlidingWindowSettings,
     device: torch.device,
+    engine: BatchEngine | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     batch = auto_tile_batch(networks, image.shape[0], settings, device)
     plan = _attempts(batch, device, settings.accumulate_on_device)
     for i, (size, accumulate_on) in enumerate(plan):
         try:
-            return _stitch(networks, image, tiles, settings, device, size, accumulate_on)
+            return _stitch(networks, image, tiles, settings, device, size, accumulate_on, engine)
         except torch.OutOfMemoryError:
             if i == len(plan) - 1:
                 raise
