@@ -31,6 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="L1 weight outside the body mask, 0-1 (default 1)")
     p.add_argument("--save-every", type=int, default=None, help="epochs between checkpoint_latest writes (50)")
     p.add_argument("--val-step", type=float, default=None, help="tile step of the final validation (0.3)")
+    p.add_argument("--channels-last", action="store_true", default=None,
+                   help="opt-in: channels-last 3-D memory format (not yet measured faster on a GPU)")
+    p.add_argument("--compile", default=None,
+                   choices=("stock", "off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+                   help="torch.compile: stock (default: nnU-Net's nnUNet_compile rule), off, or a mode")
     p.add_argument("--device", default="auto", help="auto | cuda | cuda:N | cpu")
     p.add_argument("--continue", dest="continue_training", action="store_true",
                    help="resume from the fold's latest (else final, else best) checkpoint")
@@ -53,7 +58,8 @@ def _run(args: argparse.Namespace) -> int:
                                    optimizer=args.optimizer,
                                    augmentation=args.augmentation, mirror_lr=args.mirror_lr,
                                    background_weight=args.background_weight, save_every=args.save_every,
-                                   val_tile_step=args.val_step)
+                                   val_tile_step=args.val_step, channels_last=args.channels_last,
+                                   compile=args.compile)
     out = train(args.dataset, args.fold, args.plans, config, args.trainer, args.configuration, args.device,
                 args.continue_training, validate=not args.no_validation, validation_only=args.validation_only,
                 validate_best=args.val_best)

@@ -2,7 +2,8 @@
 
 What stays stock: the constructor signature, folders and logs, the 5-fold split (``splits_final.json``), SGD
 (momentum 0.99, Nesterov; ``optimizer="adamw"`` swaps in stock ``nnUNetTrainerAdam``'s AdamW) with PolyLR, gradient
-clipping at 12, AMP + GradScaler on CUDA, ``torch.compile`` (``nnUNet_compile``), DDP, checkpoint format,
+clipping at 12, AMP + GradScaler on CUDA, ``torch.compile`` (``nnUNet_compile``; ``TrainConfig.compile`` can force
+a mode or turn it off), DDP, checkpoint format,
 ``progress.png``, ``checkpoint_latest``/``checkpoint_best``/``checkpoint_final``, resuming.
 
 What changes:
@@ -124,9 +125,13 @@ class SynthCTTrainerL1(nnUNetTrainer):
         self.num_input_channels = self.n_inputs
         self.network = self.build_network_architecture(self.plans_manager, self.configuration_manager,
                                                        self.n_inputs, 1, False).to(self.device)
-        if self._do_i_compile():
-            self.print_to_log_file("Using torch.compile...")
-            self.network = torch.compile(self.network)
+        if self.train_config.channels_last:
+            self.print_to_log_file("Using the channels-last 3-D memory format")
+            self.network = self.network.to(memory_format=torch.channels_last_3d)
+        mode = self.compile_mode()
+        if mode is not None:
+            self.print_to_log_file(f"Using torch.compile (mode {mode})...")
+            self.network = torch.compile(self.network, mode=None if mode == "default" else mode)
         self.optimizer, self.lr_scheduler = self.configure_optimizers()
         if self.is_ddp:
             self.network = DDP(self.network, device_ids=[self.local_rank] if self.device.type == "cuda" else None)
@@ -134,6 +139,14 @@ class SynthCTTrainerL1(nnUNetTrainer):
         self.dataset_class = infer_dataset_class(self.preprocessed_dataset_folder)
         self.was_initialized = True
         self.logger.update_config({"hparas": {**self.train_config.to_json(), "batch_size": self.batch_size}})
+
+    def compile_mode(self) -> str | None:
+        """The ``torch.compile`` mode of this run, or None: ``train_config.compile`` "stock" follows stock nnU-Net
+        (``nnUNet_compile``; never on the CPU), "off" never compiles, a mode compiles on any device."""
+        choice = self.train_config.compile
+        if choice == "stock":
+            return "default" if self._do_i_compile() else None
+        return None if choice == "off" else choice
 
     def configure_optimizers(self) -> tuple[torch.optim.Optimizer, PolyLRScheduler]:
         """Stock SGD + PolyLR, or AdamW (AMSGrad) + PolyLR as stock ``nnUNetTrainerAdam`` (``optimizer="adamw"``)."""
@@ -198,6 +211,8 @@ class SynthCTTrainerL1(nnUNetTrainer):
     def _to_device(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(input, target z, target HU clipped, seg) on the device; the target is normalised here, in fp32."""
         data = batch["data"].to(self.device, non_blocking=True)
+        if self.train_config.channels_last:
+            data = data.contiguous(memory_format=torch.channels_last_3d)
         hu = batch["target"].to(self.device, non_blocking=True).float().clamp(*self.target_normalization.clip)
         seg = batch["seg"].to(self.device, non_blocking=True)
         z = (hu - self.target_normalization.mean) / self.target_normalization.std
