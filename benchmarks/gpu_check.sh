@@ -47,9 +47,9 @@ phase() {  # phase SECONDS SCRIPT ARGS...: run one phase under its time box, log
 }
 phase 90 benchmarks/gpu_inference.py tiles
 phase 80 benchmarks/gpu_inference.py window
-phase 160 benchmarks/gpu_inference.py case
+phase 150 benchmarks/gpu_inference.py case
 phase 60 benchmarks/gpu_train_step.py eager
 phase 90 benchmarks/gpu_inference.py tiles-compile
-phase 60 benchmarks/gpu_train_step.py compile
+phase 90 benchmarks/gpu_train_step.py compile
 phase 15 benchmarks/gpu_summary.py
 cat "$OUT/summary.md" 2>/dev/null
