@@ -4,7 +4,8 @@
 #
 #   bash benchmarks/gpu_wheels.sh                  # here, once: nnunetv2 & helpers into .whl/ (git-ignored)
 #   bash benchmarks/gpu_check.sh                   # on the device machine (carry .whl); ~9.5 min of boxes in all
-#   bash benchmarks/gpu_check.sh --cpu-dry-run     # on a CPU machine: tiny sizes, same code, boxes x BOX_SCALE (6)
+#   bash benchmarks/gpu_check.sh --cpu-dry-run     # on a CPU machine: tiny sizes, same code, boxes x BOX_SCALE (6);
+#                                                  # compile phases only with DRY_COMPILE=1
 #
 # Writes to $OUT (default /tmp/synthct-gpu-check): nvidia-smi.txt, gpu_check.log (all output), results.jsonl,
 # summary.md (tables + T4 projection). Phases, most wanted first:
@@ -49,7 +50,11 @@ phase 90 benchmarks/gpu_inference.py tiles
 phase 80 benchmarks/gpu_inference.py window
 phase 150 benchmarks/gpu_inference.py case
 phase 60 benchmarks/gpu_train_step.py eager
-phase 90 benchmarks/gpu_inference.py tiles-compile
-phase 90 benchmarks/gpu_train_step.py compile
+if [[ -z $DRY || ${DRY_COMPILE:-0} == 1 ]]; then  # torch.compile on a small CPU takes minutes per network
+  phase 90 benchmarks/gpu_inference.py tiles-compile
+  phase 90 benchmarks/gpu_train_step.py compile
+else
+  echo "=== compile phases skipped in the dry run (DRY_COMPILE=1 runs them) ===" | tee -a "$LOG"
+fi
 phase 15 benchmarks/gpu_summary.py
 cat "$OUT/summary.md" 2>/dev/null
