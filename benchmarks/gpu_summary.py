@@ -50,7 +50,7 @@ def t4_projection(results: list[dict], s, startup_s: float, dry: bool) -> list[s
                    default=0.0)
     overhead = max(overhead, 0.0)
     mask = body_mask(s.large)
-    lines = [f"Tile: {tflop:.3f} TFLOP (counted). T4 peak used: {T4_PEAK_TFLOPS:g} TFLOP/s fp16 (NVIDIA T4 datasheet);"
+    lines = [f"Tile: {tflop:.4g} TFLOP (counted). T4 peak used: {T4_PEAK_TFLOPS:g} TFLOP/s fp16 (NVIDIA T4 datasheet);"
              f" H200 peak used: {H200_PEAK_TFLOPS:g} TFLOP/s.",
              f"Measured fraction of the H200 peak: eager {eager['pct_peak']:.1f} %, best matching switch set "
              f"'{best['variant']}' {best['pct_peak']:.1f} %.",
@@ -99,8 +99,8 @@ def summary(out: Path, startup_s: float) -> str:
                                                                                  "time box)"]) + [""]
     flops = [r for r in results if r["kind"] == "flops"]
     if flops:
-        lines += [f"FLOPs per tile (torch.utils.flop_counter): {flops[0]['tflop_per_tile']:.3f} TFLOP, "
-                  f"{flops[0]['params_M']:.1f} M parameters, patch {flops[0]['patch']}", ""]
+        lines += [f"FLOPs per tile (torch.utils.flop_counter): {flops[0]['tflop_per_tile']:.4g} TFLOP, "
+                  f"{flops[0]['params_M']:.4g} M parameters, patch {flops[0]['patch']}", ""]
     lines += ["## T4 budget (projection)", ""] + t4_projection(results, s, startup_s, dry)
     return "\n".join(lines) + "\n"
 
