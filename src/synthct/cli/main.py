@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from synthct.openmp import prefer_passive_openmp
 
 #: Subcommand modules under ``synthct.cli``, in help order.
-SUBCOMMANDS: tuple[str, ...] = ("demo", "predict", "export", "evaluate", "convert", "plan", "preprocess", "train",
-                                  "finetune", "extractor")
+SUBCOMMANDS: tuple[str, ...] = ("demo", "predict", "export", "route", "evaluate", "convert", "plan", "preprocess",
+                                  "train", "finetune", "extractor")
 
 LOG = logging.getLogger("synthct")
 
