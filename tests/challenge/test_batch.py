@@ -138,3 +138,18 @@ def test_torchrun_two_gloo_ranks_share_the_cases(batch_run: dict[str, Path]) -> 
         np.testing.assert_allclose(sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"{case}.mha"))),
                                    sitk.GetArrayFromImage(sitk.ReadImage(str(batch_run["out"] / f"{case}.mha"))),
                                    rtol=0, atol=1e-2)
+
+
+def test_single_predict_creates_parent_folders_first(tmp_path: Path, tiny_model: Path, porcine_images) -> None:
+    image, mask = porcine_images
+    sitk.WriteImage(crop(image, (0, 30, 20)), str(tmp_path / "mr.mha"))
+    sitk.WriteImage(crop(mask, (0, 30, 20)), str(tmp_path / "mask.mha"))
+    out = tmp_path / "not" / "yet" / "sct.mha"
+    assert main(["predict", "--model", str(tiny_model), "--image", str(tmp_path / "mr.mha"), "--mask",
+                 str(tmp_path / "mask.mha"), "--out", str(out), "--device", "cpu", "--step", "0.5"]) == 0
+    assert out.is_file() and (out.stat().st_mode & 0o777) == 0o644  # not mkstemp's 0600
+    assert not list(out.parent.glob(".*"))
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    assert main(["predict", "--model", str(tiny_model), "--image", str(tmp_path / "mr.mha"), "--mask",
+                 str(tmp_path / "mask.mha"), "--out", str(blocked / "sct.mha"), "--device", "cpu"]) == 1

@@ -29,6 +29,7 @@ def test_download_to_score(tmp_path: Path, tiny_model: Path, monkeypatch: pytest
                  "--base-features", "4", "--max-features", "16", "--num-processes", "1",
                  "--intensity-samples", "100000"]) == 0
     assert main(["preprocess", "713", "--plans", "synthctUNetPlans", "--num-processes", "1"]) == 0
+    assert "Preprocessing cases" in capsys.readouterr().err  # a progress bar, not silence
     assert main(["train", "713", "0", "--plans", "synthctUNetPlans", "--epochs", "1", "--iterations", "2",
                  "--val-iterations", "1", "--device", "cpu", "--no-validation"]) == 0
     results = tmp_path / "results" / "Dataset713_SynthRAD2025Task1AB" / "SynthCTTrainerL1__synthctUNetPlans__3d_fullres"

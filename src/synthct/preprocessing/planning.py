@@ -305,6 +305,8 @@ def plan_dataset(dataset: str | int, archs: Sequence[str] = ("unet", "resunet"),
         raise ValueError(f"architectures must be a non-empty subset of {sorted(PLANNERS)}, got {list(archs)}")
     if gpu_memory_gb <= 0:
         raise ValueError(f"gpu_memory_gb must be positive, got {gpu_memory_gb}")
+    if input_skip:
+        _check_input_skip_task(dataset)  # cheap, before the fingerprint
     extract_fingerprint(dataset, num_processes, overwrite_fingerprint, intensity_samples)
     written = {}
     for arch in archs:
@@ -316,10 +318,33 @@ def plan_dataset(dataset: str | int, archs: Sequence[str] = ("unet", "resunet"),
     return written
 
 
+def _check_input_skip_task(dataset: str | int) -> None:
+    """Refuse ``--input-skip`` for an MR dataset from its raw dataset.json (no fingerprint needed)."""
+    from nnunetv2.paths import nnUNet_raw
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    raw_json = Path(str(nnUNet_raw)) / maybe_convert_to_dataset_name(dataset) / "dataset.json"
+    if raw_json.is_file():
+        task = json.loads(raw_json.read_text()).get("synthct", {}).get("task")
+        if task == "mri":
+            raise ValueError("the input skip needs a HU-calibrated input (clip_zscore, CBCT); this dataset is Task 1 "
+                             "(MR, input normalisation 'zscore_mask'): plan it without --input-skip")
+
+
+#: The AFP extractor's plans (synthct extractor train), never synthesis plans.
+EXTRACTOR_PLANS_NAME = "synthctExtractorPlans"
+
+
 def load_plans(preprocessed_dataset_dir: Path, plans_name: str) -> dict[str, Any]:
     """Read ``<preprocessed>/<dataset>/<plans_name>.json`` and check it carries a ``synthct`` block."""
     path = Path(preprocessed_dataset_dir) / f"{plans_name}.json"
     if not path.is_file():
+        others = sorted(p.stem for p in Path(preprocessed_dataset_dir).glob("synthct*Plans.json")
+                        if p.stem != EXTRACTOR_PLANS_NAME) if Path(preprocessed_dataset_dir).is_dir() else []
+        if others:
+            arch = "resunet" if "ResUNet" in plans_name else "unet"
+            raise FileNotFoundError(f"plans file not found: {path}; this dataset was planned as {', '.join(others)}: "
+                                    f"pass --plans {others[0]}, or run `synthct plan --arch {arch}` for {plans_name}")
         raise FileNotFoundError(f"plans file not found: {path} (run `synthct plan` first)")
     plans = json.loads(path.read_text())
     if "synthct" not in plans:
