@@ -53,7 +53,7 @@ def planned_dataset(mini_synthrad: Path, nnunet_dirs: dict[str, Path]) -> str:
     from synthct.preprocessing.dataset_conversion import convert_synthrad
 
     use_nnunet_paths(nnunet_dirs["raw"], nnunet_dirs["preprocessed"], nnunet_dirs["results"])
-    from synthct.preprocessing.planning import plan_dataset
+    from synthct.network.planning import plan_dataset
     from synthct.preprocessing.preprocessor import preprocess_dataset
 
     (report,) = convert_synthrad(mini_synthrad, nnunet_dirs["raw"], task=1, workers=2)

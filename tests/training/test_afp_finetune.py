@@ -74,7 +74,7 @@ def test_afp_finetune_smoke(planned_dataset: str, nnunet_env: dict[str, Path], e
                             stage1_checkpoint: Path, tmp_path: Path) -> None:
     from synthct.network.checkpoint import load_model_folder, read_nnunet_checkpoint
     from synthct.network.export import export_model
-    from synthct.preprocessing.planning import load_plans
+    from synthct.preprocessing.plans import load_plans
     from synthct.training.afp_trainer import SynthCTTrainerAFP, afp_config
     from synthct.training.run import build_trainer
 

@@ -18,10 +18,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from synthct.contracts.normalization import InputNormalization, TargetNormalization
 from synthct.io.staging import staged_folder
 from synthct.network.checkpoint import load_network, read_nnunet_checkpoint, save_safetensors
 from synthct.network.manifest import Fold, ModelManifest, fold_order, parse_fold, write_manifest
-from synthct.preprocessing.normalization import InputNormalization, TargetNormalization
 from synthct.typing import PathLike
 
 LOG = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """``synthct extractor labels``: an nnU-Net raw segmentation dataset for the compact AFP feature extractor.
 
 For every CT in a folder: TotalSegmentator ``total`` (subprocess; weights must already be on disk) or a label map the
-user already has → the 7 compact groups (:mod:`synthct.losses.compact_labels`) → ``imagesTr/<case>_0000.nii.gz``
+user already has → the 7 compact groups (:mod:`synthct.contracts.compact_labels`) → ``imagesTr/<case>_0000.nii.gz``
 (CT clipped to [-1024, 3071] HU) and ``labelsTr/<case>.nii.gz`` plus ``dataset.json`` (channel "CT", 7 labels),
 ready for stock nnU-Net planning and training (``synthct extractor train``).
 """
@@ -18,9 +18,9 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from synthct import HU_MAX, HU_MIN
+from synthct.contracts.compact_labels import COMPACT_GROUPS, compact_lookup, to_compact
 from synthct.io.staging import staged_folder
 from synthct.io.totalseg import TotalSegmentator
-from synthct.losses.compact_labels import COMPACT_GROUPS, compact_lookup, to_compact
 from synthct.typing import PathLike
 
 LOG = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ CT_SUFFIXES = (".mha", ".nii.gz", ".nii", ".nrrd")
 
 def total_class_map() -> dict[int, str]:
     """TotalSegmentator v2 ``total`` class names by label (117 classes; shipped with synthct)."""
-    text = resources.files("synthct.losses").joinpath("totalseg_total_classes.json").read_text()
+    text = resources.files("synthct.contracts").joinpath("totalseg_total_classes.json").read_text()
     return {int(k): v for k, v in json.loads(text)["total"].items()}
 
 

@@ -19,7 +19,7 @@ from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_datas
 from torch import distributed as dist
 
 from synthct.paths import DistributedEnv, distributed_env
-from synthct.preprocessing.planning import load_plans
+from synthct.preprocessing.plans import load_plans
 from synthct.training.config import TrainConfig
 from synthct.training.registry import get_trainer
 from synthct.training.trainer import SynthCTTrainerL1

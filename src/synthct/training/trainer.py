@@ -44,8 +44,8 @@ from torch._dynamo import OptimizedModule
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
+from synthct.contracts.normalization import TargetNormalization
 from synthct.network.build import build_network
-from synthct.preprocessing.normalization import TargetNormalization
 from synthct.training import validation
 from synthct.training.config import TrainConfig
 from synthct.training.dataloading import (

@@ -41,8 +41,8 @@ from nnunetv2.preprocessing.resampling.default_resampling import compute_new_sha
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
 from synthct import __version__
+from synthct.contracts.normalization import InputNormalization, TargetNormalization
 from synthct.network.architectures import PlainConvUNetUpsample, ResidualUNetUpsample
-from synthct.preprocessing.normalization import InputNormalization, TargetNormalization
 
 LOG = logging.getLogger(__name__)
 
@@ -329,24 +329,3 @@ def _check_input_skip_task(dataset: str | int) -> None:
         if task == "mri":
             raise ValueError("the input skip needs a HU-calibrated input (clip_zscore, CBCT); this dataset is Task 1 "
                              "(MR, input normalisation 'zscore_mask'): plan it without --input-skip")
-
-
-#: The AFP extractor's plans (synthct extractor train), never synthesis plans.
-EXTRACTOR_PLANS_NAME = "synthctExtractorPlans"
-
-
-def load_plans(preprocessed_dataset_dir: Path, plans_name: str) -> dict[str, Any]:
-    """Read ``<preprocessed>/<dataset>/<plans_name>.json`` and check it carries a ``synthct`` block."""
-    path = Path(preprocessed_dataset_dir) / f"{plans_name}.json"
-    if not path.is_file():
-        others = sorted(p.stem for p in Path(preprocessed_dataset_dir).glob("synthct*Plans.json")
-                        if p.stem != EXTRACTOR_PLANS_NAME) if Path(preprocessed_dataset_dir).is_dir() else []
-        if others:
-            arch = "resunet" if "ResUNet" in plans_name else "unet"
-            raise FileNotFoundError(f"plans file not found: {path}; this dataset was planned as {', '.join(others)}: "
-                                    f"pass --plans {others[0]}, or run `synthct plan --arch {arch}` for {plans_name}")
-        raise FileNotFoundError(f"plans file not found: {path} (run `synthct plan` first)")
-    plans = json.loads(path.read_text())
-    if "synthct" not in plans:
-        raise ValueError(f"{path} has no 'synthct' block: plan the dataset with `synthct plan`")
-    return plans
