@@ -167,7 +167,8 @@ def test_plans_carry_the_synthct_block_and_paper_architectures(planned_dataset: 
                                                  "std": target["std"]}
         assert block["input_normalization"] == {"scheme": "zscore_mask"}
         assert (block["task"], block["regions"], block["input_channels"]) == ("mri", ["AB"], 1)
-    with pytest.raises(FileNotFoundError, match="run `synthct plan` first"):
+    with pytest.raises(FileNotFoundError, match="planned as synthctResUNetPlans, synthctUNetPlans: pass --plans "
+                                                "synthctResUNetPlans$"):
         load_plans(base, "nnUNetPlans")
 
 

@@ -17,9 +17,10 @@ def load_plans(preprocessed_dataset_dir: Path, plans_name: str) -> dict[str, Any
         others = sorted(p.stem for p in Path(preprocessed_dataset_dir).glob("synthct*Plans.json")
                         if p.stem != EXTRACTOR_PLANS_NAME) if Path(preprocessed_dataset_dir).is_dir() else []
         if others:
-            arch = "resunet" if "ResUNet" in plans_name else "unet"
+            arch = {"synthctUNetPlans": "unet", "synthctResUNetPlans": "resunet"}.get(plans_name)
+            also = f", or run `synthct plan --arch {arch}` for {plans_name}" if arch else ""
             raise FileNotFoundError(f"plans file not found: {path}; this dataset was planned as {', '.join(others)}: "
-                                    f"pass --plans {others[0]}, or run `synthct plan --arch {arch}` for {plans_name}")
+                                    f"pass --plans {others[0]}{also}")
         raise FileNotFoundError(f"plans file not found: {path} (run `synthct plan` first)")
     plans = json.loads(path.read_text())
     if "synthct" not in plans:
