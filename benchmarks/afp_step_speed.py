@@ -45,11 +45,11 @@ def run_mode(args: argparse.Namespace) -> dict:
     import SimpleITK as sitk
     import torch
 
+    from synthct.contracts.normalization import TargetNormalization
     from synthct.losses import AFPLoss, load_feature_extractor
     from synthct.network.architectures import synthrad_arch_kwargs
     from synthct.network.build import architecture_block, build_network
     from synthct.network.scaffold import random_segmentation_results
-    from synthct.preprocessing.normalization import TargetNormalization
     from synthct.training.loss import MaskedL1Loss
 
     torch.set_num_threads(args.threads)

@@ -45,9 +45,9 @@ os.environ.setdefault("nnUNet_n_proc_DA", "0")
 
 def make_plans(root: Path, s) -> tuple[dict, dict]:
     """Scaffolded plans + dataset.json, with nnU-Net's folders under ``root`` (and the probe file)."""
+    from synthct.contracts.normalization import InputNormalization, TargetNormalization
     from synthct.network.architectures import synthrad_arch_kwargs
     from synthct.network.scaffold import scaffold_plans
-    from synthct.preprocessing.normalization import InputNormalization, TargetNormalization
 
     plans = scaffold_plans("mri", ["AB"], "ResidualUNetUpsample", synthrad_arch_kwargs(list(s.features)), s.patch,
                            s.spacing, InputNormalization("zscore_mask"), TargetNormalization(-300.0, 500.0), "bench")

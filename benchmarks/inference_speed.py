@@ -96,7 +96,7 @@ def parse_args() -> argparse.Namespace:
 
 def load_volume(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, str]:
     """(normalised image (Z, Y, X) float32, body mask bool, description)."""
-    from synthct.preprocessing.normalization import zscore_in_mask
+    from synthct.contracts.normalization import zscore_in_mask
 
     if args.volume is None:
         import SimpleITK as sitk

@@ -63,9 +63,9 @@ def make_download(root: Path) -> Path:
 
 def prepare(work: Path, arch: str, patch: tuple[int, int, int], features: tuple[int, int]) -> tuple[str, str]:
     """Convert, plan and preprocess; returns (dataset name, plans name)."""
+    from synthct.network.planning import plan_dataset
     from synthct.paths import use_nnunet_paths
     from synthct.preprocessing.dataset_conversion import convert_synthrad
-    from synthct.preprocessing.planning import plan_dataset
     from synthct.preprocessing.preprocessor import preprocess_dataset
 
     dirs = [work / n for n in ("raw", "preprocessed", "results")]
@@ -84,7 +84,7 @@ def build_trainers(dataset: str, plans_name: str) -> dict[str, object]:
     from nnunetv2.paths import nnUNet_preprocessed
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-    from synthct.preprocessing.planning import load_plans
+    from synthct.preprocessing.plans import load_plans
     from synthct.training.config import TrainConfig
     from synthct.training.run import build_trainer
 

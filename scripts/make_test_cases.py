@@ -131,9 +131,9 @@ def write_smoke_models(app_root: Path) -> Path:
 
     Returns the models.json path. Deterministic: the same seed gives the same weights on any CPU.
     """
+    from synthct.contracts.normalization import TargetNormalization
     from synthct.network.export import export_model
     from synthct.network.scaffold import random_training_results
-    from synthct.preprocessing.normalization import TargetNormalization
 
     routing: dict[str, object] = {"version": 1, "models": {}}
     with tempfile.TemporaryDirectory(prefix="synthct-smoke-") as tmp:

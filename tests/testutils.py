@@ -56,3 +56,44 @@ def load_script(name: str) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+#: (z0, y0, x0) corners of the (20, 64, 64) crops used as cases of a miniature release; all inside the porcine body.
+CROPS = ((0, 30, 20), (10, 60, 40), (20, 90, 60), (5, 110, 30), (15, 40, 70), (8, 75, 50))
+CROP_SHAPE = (20, 64, 64)
+
+
+def crop(image: sitk.Image, corner: tuple[int, int, int]) -> sitk.Image:
+    """The (20, 64, 64) (z, y, x) block of ``image`` at ``corner``."""
+    z, y, x = corner
+    dz, dy, dx = CROP_SHAPE
+    return image[x:x + dx, y:y + dy, z:z + dz]
+
+
+def write_case(folder: Path, mr: sitk.Image, ct: sitk.Image, mask: sitk.Image, input_name: str = "mr") -> Path:
+    """A release case folder: ``<input_name>.mha`` (mr or cbct), ``ct.mha``, ``mask.mha``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, image in ((input_name, mr), ("ct", ct), ("mask", mask)):
+        sitk.WriteImage(image, str(folder / f"{name}.mha"))
+    return folder
+
+
+def make_mini_synthrad(root: Path, n_cases: int = 5, bad_case: bool = True, region: str = "AB",
+                       task: int = 1) -> Path:
+    """``root/Task<task>/<region>/<task><region>X00k/{mr|cbct,ct,mask}.mha`` cut from the real porcine sample (Task 2
+    uses the CT itself as the "CBCT"); optionally one case ``...X999`` whose CT is shifted by 2 mm (a geometry
+    mismatch that conversion must reject) and an ``overview`` folder as in the release."""
+    mr, ct, mask = (sitk.ReadImage(str(SAMPLES / "porcine" / f"{n}.mha")) for n in ("mr", "ct", "mask"))
+    source, input_name = (mr, "mr") if task == 1 else (ct, "cbct")
+    base = root / f"Task{task}" / region
+    for k in range(n_cases):
+        corner = CROPS[k]
+        write_case(base / f"{task}{region}X{k:03d}", crop(source, corner), crop(ct, corner), crop(mask, corner),
+                   input_name)
+    if bad_case:
+        corner = CROPS[-1]
+        shifted = crop(ct, corner)
+        shifted.SetOrigin(tuple(o + d for o, d in zip(shifted.GetOrigin(), (2.0, 0.0, 0.0), strict=True)))
+        write_case(base / f"{task}{region}X999", crop(source, corner), shifted, crop(mask, corner), input_name)
+    (base / "overview").mkdir(exist_ok=True)
+    return root

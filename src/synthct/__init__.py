@@ -1,6 +1,8 @@
 """synthct: synthetic CT from MRI (SynthRAD2025 Task 1) and CBCT (Task 2).
 
-Layers: ``io`` → ``preprocessing`` → ``network`` → ``inference`` → ``challenge``; ``metrics`` beside them.
+Layers: ``contracts`` (normalisation, compact labels; pure numpy) → ``io`` → ``preprocessing`` → ``network``
+(architectures, planning, model folders) → ``inference`` → ``challenge``; ``losses``, ``training`` and ``metrics``
+beside them. A module imports only its own layer and those below (``tests/test_layers.py``).
 """
 
 __version__ = "0.1.0"

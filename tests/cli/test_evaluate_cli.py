@@ -37,7 +37,7 @@ def case_dirs(tmp_path):
 def test_parser_registers_evaluate():
     args = build_parser().parse_args(["evaluate", "--pred", "p", "--gt", "g", "--out", "o"])
     assert args.func is evaluate_cli._run
-    assert (args.pred, args.masks, args.segmentation, args.missing_hd95) == (Path("p"), None, "auto", "diagonal")
+    assert (args.pred, args.masks, args.segmentation, args.missing_hd95) == (Path("p"), None, "auto", "exclude")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["evaluate", "--pred", "p", "--gt", "g", "--out", "o", "--segmentation", "dice"])
 

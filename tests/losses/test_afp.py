@@ -13,9 +13,9 @@ import torch
 from testutils import SAMPLES
 from torch import nn
 
+from synthct.contracts.normalization import TargetNormalization
 from synthct.losses import AFPLoss, load_feature_extractor
 from synthct.network.scaffold import random_segmentation_results
-from synthct.preprocessing.normalization import TargetNormalization
 
 TN = TargetNormalization(mean=-300.0, std=500.0)
 

@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 from testutils import SAMPLES
 
-from synthct.losses.compact_labels import COMPACT_GROUPS, compact_lookup, group_of, to_compact
+from synthct.contracts.compact_labels import COMPACT_GROUPS, compact_lookup, group_of, to_compact
 
 _MAP_FILE = SAMPLES / "totalsegmentator" / "totalsegmentator_class_map.json"
 CLASS_MAP = {int(k): v for k, v in json.loads(_MAP_FILE.read_text())["total"].items()}

@@ -119,9 +119,13 @@ def test_evaluate_folder_values_files_and_report(folders):
 def test_shape_mismatch_is_an_error(folders):
     root, _ = folders
     _write(np.zeros((40, 186, 146), np.int16), None, root / "pred" / "sct_1ABA001.mha")
-    config = EvaluationConfig(root / "pred", root / "gt", root / "out", report=False, progress=False)
-    with pytest.raises(ValueError, match=r"sct_1ABA001.mha has shape \(40, 186, 146\) .* has \(40, 186, 147\)"):
+    _write(np.zeros((40, 186, 140), np.int16), None, root / "masks" / "1THA002.mha")
+    config = EvaluationConfig(root / "pred", root / "gt", root / "out", masks_dir=root / "masks", progress=False)
+    with pytest.raises(ValueError, match=r"2 bad file\(s\), nothing written") as info:
         evaluate_folder(config)
+    assert "sct_1ABA001.mha has size (146, 186, 40) (x, y, z) but the ground truth" in str(info.value)
+    assert "1THA002: mask" in str(info.value)
+    assert not (root / "out").exists()  # every pair is checked before anything is written
 
 
 FAKE_TOTALSEGMENTATOR = """#!{python}

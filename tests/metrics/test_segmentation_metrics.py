@@ -104,7 +104,8 @@ def test_anisotropic_spacing_and_diagonal_shift(ts_labels):
     labels, _ = ts_labels
     spacing = (2.5, 1.5, 3.0)  # (z, y, x): distances must use the spacing of each array axis
     pred = _shift(labels, (1, 2, 0))
-    scores = segmentation_metrics(labels, pred, classes=REGION_CLASSES["AB"], spacing_mm=spacing)
+    scores = segmentation_metrics(labels, pred, classes=REGION_CLASSES["AB"], spacing_mm=spacing,
+                                  missing_hd95="diagonal")
     step = math.hypot(2.5, 2 * 1.5)  # 3.905 mm
     translated = 0
     for s in scores.per_class:
@@ -131,16 +132,15 @@ def test_class_missing_from_the_prediction(ts_labels):
     diagonal = math.sqrt((30 * 3.0) ** 2 + (101 * 3.0) ** 2 + (122 * 3.0) ** 2)
     assert image_diagonal_mm(labels.shape, spacing) == pytest.approx(diagonal)
 
-    scores = segmentation_metrics(labels, pred, classes=REGION_CLASSES["AB"], spacing_mm=spacing)
+    scores = segmentation_metrics(labels, pred, classes=REGION_CLASSES["AB"], spacing_mm=spacing,
+                                  missing_hd95="diagonal")
     liver = next(s for s in scores.per_class if s.label == 5)
     assert (liver.dice, liver.missing) == (0.0, True)
     assert liver.hd95_mm == pytest.approx(diagonal)
     assert scores.dice == pytest.approx(24 / 25)
     assert scores.hd95_mm == pytest.approx(diagonal / 25)
 
-    excluded = segmentation_metrics(
-        labels, pred, classes=REGION_CLASSES["AB"], spacing_mm=spacing, missing_hd95="exclude"
-    )
+    excluded = segmentation_metrics(labels, pred, classes=REGION_CLASSES["AB"], spacing_mm=spacing)  # the default
     assert math.isnan(next(s for s in excluded.per_class if s.label == 5).hd95_mm)
     assert (excluded.dice, excluded.hd95_mm) == (pytest.approx(24 / 25), 0.0)  # the other 24 classes are exact
 
@@ -166,7 +166,7 @@ def test_float_label_maps_and_errors(ts_labels):
         segmentation_metrics(labels, pred, classes=[5], spacing_mm=(3.0, 3.0))
     with pytest.raises(ValueError, match="same shape"):
         segmentation_metrics(labels, pred[:-1], classes=[5], spacing_mm=spacing)
-    with pytest.raises(ValueError, match="missing_hd95 must be 'diagonal' or 'exclude', got 'inf'"):
+    with pytest.raises(ValueError, match="missing_hd95 must be 'exclude' or 'diagonal', got 'inf'"):
         segmentation_metrics(labels, pred, classes=[5], spacing_mm=spacing, missing_hd95="inf")  # type: ignore[arg-type]
 
 

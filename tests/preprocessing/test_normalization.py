@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from synthct.preprocessing.normalization import InputNormalization, TargetNormalization, zscore_in_mask
+from synthct.contracts.normalization import InputNormalization, TargetNormalization, zscore_in_mask
 
 
 def test_mr_zscore_uses_body_statistics_only(porcine_dir) -> None:
@@ -44,7 +44,7 @@ def test_target_round_trip_is_exact_inside_the_clip_range() -> None:
 
 
 def test_input_skip_init_maps_cbct_hu_to_the_same_ct_hu() -> None:
-    from synthct.preprocessing.planning import input_skip_init
+    from synthct.network.planning import input_skip_init
 
     norm = InputNormalization("clip_zscore", (-1015.0, 804.0), -138.9, 352.8)
     target = TargetNormalization(mean=-75.1, std=391.0, clip=(-1024.0, 3071.0))

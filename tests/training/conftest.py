@@ -7,47 +7,12 @@ import os
 from pathlib import Path
 
 import pytest
-import SimpleITK as sitk
+from testutils import make_mini_synthrad, write_case
 
-REPO = Path(__file__).resolve().parents[2]
-PORCINE = REPO / "samples" / "porcine"
-
-#: (z0, y0, x0) corners of the (20, 64, 64) crops used as cases; all lie inside the porcine body.
-CROPS = ((0, 30, 20), (10, 60, 40), (20, 90, 60), (5, 110, 30), (15, 40, 70), (8, 75, 50))
-CROP_SHAPE = (20, 64, 64)
 TINY_PATCH = (16, 32, 32)
 
 os.environ["nnUNet_n_proc_DA"] = "0"
 os.environ["nnUNet_compile"] = "f"
-
-
-def _crop(image: sitk.Image, corner: tuple[int, int, int]) -> sitk.Image:
-    z, y, x = corner
-    dz, dy, dx = CROP_SHAPE
-    return image[x:x + dx, y:y + dy, z:z + dz]
-
-
-def write_case(folder: Path, mr: sitk.Image, ct: sitk.Image, mask: sitk.Image) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, image in (("mr", mr), ("ct", ct), ("mask", mask)):
-        sitk.WriteImage(image, str(folder / f"{name}.mha"))
-    return folder
-
-
-def make_mini_synthrad(root: Path, n_cases: int = 5, bad_case: bool = True) -> Path:
-    """``root/Task1/AB/1ABX00k/{mr,ct,mask}.mha`` cut from the porcine sample; optionally one case whose CT is
-    shifted by 2 mm (geometry mismatch) that conversion must reject."""
-    mr, ct, mask = (sitk.ReadImage(str(PORCINE / f"{n}.mha")) for n in ("mr", "ct", "mask"))
-    for k in range(n_cases):
-        corner = CROPS[k]
-        write_case(root / "Task1" / "AB" / f"1ABX{k:03d}", _crop(mr, corner), _crop(ct, corner), _crop(mask, corner))
-    if bad_case:
-        corner = CROPS[-1]
-        shifted = _crop(ct, corner)
-        shifted.SetOrigin(tuple(o + d for o, d in zip(shifted.GetOrigin(), (2.0, 0.0, 0.0), strict=True)))
-        write_case(root / "Task1" / "AB" / "1ABX999", _crop(mr, corner), shifted, _crop(mask, corner))
-    (root / "Task1" / "AB" / "overview").mkdir(exist_ok=True)
-    return root
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +53,7 @@ def planned_dataset(mini_synthrad: Path, nnunet_dirs: dict[str, Path]) -> str:
     from synthct.preprocessing.dataset_conversion import convert_synthrad
 
     use_nnunet_paths(nnunet_dirs["raw"], nnunet_dirs["preprocessed"], nnunet_dirs["results"])
-    from synthct.preprocessing.planning import plan_dataset
+    from synthct.network.planning import plan_dataset
     from synthct.preprocessing.preprocessor import preprocess_dataset
 
     (report,) = convert_synthrad(mini_synthrad, nnunet_dirs["raw"], task=1, workers=2)

@@ -74,7 +74,7 @@ def test_afp_finetune_smoke(planned_dataset: str, nnunet_env: dict[str, Path], e
                             stage1_checkpoint: Path, tmp_path: Path) -> None:
     from synthct.network.checkpoint import load_model_folder, read_nnunet_checkpoint
     from synthct.network.export import export_model
-    from synthct.preprocessing.planning import load_plans
+    from synthct.preprocessing.plans import load_plans
     from synthct.training.afp_trainer import SynthCTTrainerAFP, afp_config
     from synthct.training.run import build_trainer
 
@@ -121,12 +121,15 @@ def test_afp_finetune_smoke(planned_dataset: str, nnunet_env: dict[str, Path], e
     model = export_model(Path(trainer.output_folder).parent, tmp_path / "model", checkpoint="final")
     manifest, networks = load_model_folder(model)
     assert len(networks) == 1 and manifest.patch_size == (16, 32, 32)
+    assert "L1 + AFP fine-tune (stage 2)" in manifest.description and "L1 stage" not in manifest.description
+    train_config = json.loads((Path(trainer.output_folder) / "train_config.json").read_text())
+    assert train_config["afp_fold"] == "all" and train_config["init_checkpoint"] == str(stage1_checkpoint)
     exported = networks[0].state_dict()
     assert all(torch.equal(exported[k].float(), v.float()) for k, v in final["network_weights"].items()
                if k in exported)
 
 
-def test_finetune_cli_rejects_missing_inputs(nnunet_env: dict[str, Path], tmp_path: Path) -> None:
+def test_finetune_cli_rejects_missing_inputs(nnunet_env: dict[str, Path], tmp_path: Path, capsys) -> None:
     from synthct.cli.main import build_parser
 
     args = build_parser().parse_args(["finetune", "513", "0", "--init", str(tmp_path / "none.pth"),
@@ -134,6 +137,12 @@ def test_finetune_cli_rejects_missing_inputs(nnunet_env: dict[str, Path], tmp_pa
     assert args.l1_weight is None and args.masked is None and args.init.endswith("none.pth")
     assert main(["finetune", "513", "0", "--init", str(tmp_path / "none.pth"), "--extractor", str(tmp_path),
                  "--device", "cpu"]) == 1
+    (tmp_path / "init.pth").write_bytes(b"")
+    (tmp_path / "fold_0").mkdir()  # what a failed extractor run used to leave: a fold folder without a checkpoint
+    assert main(["finetune", "513", "0", "--init", str(tmp_path / "init.pth"), "--extractor", str(tmp_path),
+                 "--device", "cpu"]) == 1
+    assert "no extractor checkpoint fold_0/checkpoint_final.pth or fold_all/checkpoint_final.pth" in \
+        capsys.readouterr().err
     extractor_args = build_parser().parse_args(["extractor", "train", "931", "--spacing", "2.5", "1", "1",
                                                 "--fold", "all", "--epochs", "1"])
     assert extractor_args.spacing == [2.5, 1.0, 1.0] and extractor_args.func.__name__ == "_train"

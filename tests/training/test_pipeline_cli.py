@@ -42,6 +42,7 @@ def test_convert_plan_preprocess_train_resume_export_process(mini_synthrad: Path
     train = ["train", "613", "0", "--plans", "synthctUNetPlans", "--iterations", "3", "--val-iterations", "2",
              "--device", "cpu", "--preprocessed", str(pre), "--results", str(res)]
     assert main([*train, "--epochs", "2"]) == 0
+    assert "final validation" in capsys.readouterr().err  # its progress bar
     results = res / "Dataset613_SynthRAD2025Task1AB" / "SynthCTTrainerL1__synthctUNetPlans__3d_fullres"
     fold = results / "fold_0"
     first = torch.load(fold / "checkpoint_final.pth", weights_only=False)

@@ -19,7 +19,7 @@ COMPILE_REASON = ("torch.compile on this 2-core CPU took 64 s for one tiny infer
 
 
 def _trainer(dataset: str, dirs: dict[str, Path], config: TrainConfig):
-    from synthct.preprocessing.planning import load_plans
+    from synthct.preprocessing.plans import load_plans
     from synthct.training.run import build_trainer
 
     base = dirs["preprocessed"] / dataset

@@ -18,7 +18,7 @@ SMOKE = TrainConfig(epochs=2, iterations_per_epoch=2, val_iterations_per_epoch=1
 
 def _trainer(dataset: str, dirs: dict[str, Path], fold: int, config: TrainConfig = SMOKE,
              plans_name: str = "synthctUNetPlans"):
-    from synthct.preprocessing.planning import load_plans
+    from synthct.preprocessing.plans import load_plans
     from synthct.training.run import build_trainer
 
     base = dirs["preprocessed"] / dataset

@@ -114,8 +114,8 @@ def test_mr_normalisation_is_identical_with_and_without_target_and_at_inference(
         planned_dataset: str, nnunet_env: dict[str, Path]) -> None:
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    from synthct.preprocessing.normalization import InputNormalization
-    from synthct.preprocessing.planning import load_plans
+    from synthct.contracts.normalization import InputNormalization
+    from synthct.preprocessing.plans import load_plans
     from synthct.preprocessing.preprocessor import SynthCTPreprocessor
 
     base = nnunet_env["preprocessed"] / planned_dataset
@@ -145,7 +145,7 @@ def test_mr_normalisation_is_identical_with_and_without_target_and_at_inference(
 def test_plans_carry_the_synthct_block_and_paper_architectures(planned_dataset: str,
                                                                nnunet_env: dict[str, Path]) -> None:
     from synthct.network.build import build_network
-    from synthct.preprocessing.planning import load_plans
+    from synthct.preprocessing.plans import load_plans
 
     base = nnunet_env["preprocessed"] / planned_dataset
     fingerprint = json.loads((base / "dataset_fingerprint.json").read_text())
@@ -167,13 +167,14 @@ def test_plans_carry_the_synthct_block_and_paper_architectures(planned_dataset: 
                                                  "std": target["std"]}
         assert block["input_normalization"] == {"scheme": "zscore_mask"}
         assert (block["task"], block["regions"], block["input_channels"]) == ("mri", ["AB"], 1)
-    with pytest.raises(FileNotFoundError, match="run `synthct plan` first"):
+    with pytest.raises(FileNotFoundError, match="planned as synthctResUNetPlans, synthctUNetPlans: pass --plans "
+                                                "synthctResUNetPlans$"):
         load_plans(base, "nnUNetPlans")
 
 
 def test_synthct_block_for_cbct_uses_dataset_statistics() -> None:
-    from synthct.preprocessing.normalization import InputNormalization, TargetNormalization
-    from synthct.preprocessing.planning import synthct_block
+    from synthct.contracts.normalization import InputNormalization, TargetNormalization
+    from synthct.network.planning import synthct_block
 
     stats = {"0": {"mean": -200.0, "std": 300.0, "percentile_00_5": -1000.0, "percentile_99_5": 1500.0},
              "1": {"mean": -150.0, "std": 400.0, "percentile_00_5": -1024.0, "percentile_99_5": 1800.0}}

@@ -13,12 +13,16 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from synthct.challenge.contract import DEFAULT_INPUT_ROOT, DEFAULT_OUTPUT_ROOT, OUTPUT_DIR
 from synthct.challenge.errors import CaseError
-from synthct.challenge.inputs import load_case
-from synthct.challenge.routing import resolve_route
+from synthct.challenge.inputs import Case, load_case
+from synthct.challenge.routing import Route, resolve_route
 from synthct.io.image import write_image_atomic
+
+if TYPE_CHECKING:
+    from synthct.inference.predictor import SyntheticCTPredictor
 
 LOG = logging.getLogger("synthct.challenge")
 
@@ -46,14 +50,42 @@ def _remove_created(created: list[Path]) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def load_predictor(route: Route, task: str) -> SyntheticCTPredictor:
+    """Load the model folder of ``route`` once (reused for every case of its task and region).
+
+    Raises:
+        CaseError: the model does not load or is for another task.
+    """
+    from synthct.inference.predictor import SyntheticCTPredictor  # heavy: torch + networks
+
+    try:
+        predictor = SyntheticCTPredictor(route.model_dir, route.options)
+    except (ValueError, FileNotFoundError) as exc:
+        raise CaseError(route.model_dir, f"cannot load model ({exc})") from None
+    if task != predictor.manifest.task:
+        raise CaseError(route.model_dir, f"model is for task {predictor.manifest.task!r}, case is {task!r}")
+    return predictor
+
+
+def synthesise(predictor: SyntheticCTPredictor, case: Case, out_path: Path) -> Path:
+    """Predict the sCT of a validated case and write it atomically to ``out_path`` (its folder must exist).
+
+    Raises:
+        CaseError: the output cannot be written.
+    """
+    hu = predictor.predict(case.image, case.mask, case.geometry.spacing_zyx)
+    try:
+        return write_image_atomic(hu, case.geometry, out_path)
+    except (OSError, RuntimeError) as exc:
+        raise CaseError(out_path, f"cannot write output ({exc})") from None
+
+
 def run_case(input_root: Path, output_root: Path, models_json: Path, device: str = "auto") -> Path:
     """Synthesise the CT of the case under ``input_root`` into ``output_root``; returns the written file.
 
     Raises:
         CaseError: bad input, no model, unwritable output (one line: file and problem).
     """
-    from synthct.inference.predictor import SyntheticCTPredictor  # heavy: torch + networks
-
     t0 = time.perf_counter()
     case = load_case(input_root)
     LOG.info("case %s: task %s, region %s, size %s, spacing %s mm", case.image_path.name, case.task, case.region,
@@ -61,17 +93,7 @@ def run_case(input_root: Path, output_root: Path, models_json: Path, device: str
     route = resolve_route(models_json, case.task, case.region, device)
     out_dir, created = _prepare_output(output_root)
     try:
-        try:
-            predictor = SyntheticCTPredictor(route.model_dir, route.options)
-        except (ValueError, FileNotFoundError) as exc:
-            raise CaseError(route.model_dir, f"cannot load model ({exc})") from None
-        if case.task != predictor.manifest.task:
-            raise CaseError(route.model_dir, f"model is for task {predictor.manifest.task!r}, case is {case.task!r}")
-        hu = predictor.predict(case.image, case.mask, case.geometry.spacing_zyx)
-        try:
-            path = write_image_atomic(hu, case.geometry, out_dir / case.output_name)
-        except (OSError, RuntimeError) as exc:
-            raise CaseError(out_dir / case.output_name, f"cannot write output ({exc})") from None
+        path = synthesise(load_predictor(route, case.task), case, out_dir / case.output_name)
     except BaseException:
         _remove_created(created)
         raise

@@ -105,11 +105,8 @@ def _check_mask(path: Path, mask: np.ndarray) -> np.ndarray:
     return body
 
 
-def load_case(input_root: Path) -> Case:
-    """Find, read and validate the case under ``input_root`` (grand-challenge layout)."""
-    task, image_path = detect_task(input_root)
-    mask_path = _single_file(input_root / MASK_DIR)
-    region = read_region(input_root)
+def load_pair(task: str, region: str, image_path: Path, mask_path: Path) -> Case:
+    """Read and validate one image + body mask pair of a known task and region (any folder layout)."""
     image, geometry = _read(image_path)
     _check_image(image_path, image)
     mask, mask_geometry = _read(mask_path)
@@ -118,3 +115,11 @@ def load_case(input_root: Path) -> Case:
         raise CaseError(mask_path, f"mask grid differs from the image {image_path.name}: {problem}")
     body = _check_mask(mask_path, mask)
     return Case(task=task, region=region, image_path=image_path, image=image, mask=body, geometry=geometry)
+
+
+def load_case(input_root: Path) -> Case:
+    """Find, read and validate the case under ``input_root`` (grand-challenge layout)."""
+    task, image_path = detect_task(input_root)
+    mask_path = _single_file(input_root / MASK_DIR)
+    region = read_region(input_root)
+    return load_pair(task, region, image_path, mask_path)

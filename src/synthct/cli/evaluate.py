@@ -18,14 +18,18 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         description=(
             "Score every case of --gt: MAE, PSNR and MS-SSIM exactly as the SynthRAD2025 evaluation, and DICE/HD95 "
             "on TotalSegmentator 'total' (fast) label maps when its weights are on disk (else a bone Dice, HU > 250). "
-            "Files pair by case id: the stem, or its last 7 characters (sct_1HNA001.mha <-> 1HNA001.mha)."
+            "Files pair by case id: the stem, or its last 7 characters (sct_1HNA001.mha <-> 1HNA001.mha); "
+            "--gt/--masks/--inputs may be a SynthRAD2025 release folder (Task1/HN/<id>/{ct,mask,mr}.mha)."
         ),
     )
     parser.add_argument("--pred", type=Path, required=True, help="folder of synthetic CTs (.mha/.nii.gz/.nii)")
-    parser.add_argument("--gt", type=Path, required=True, help="folder of ground-truth CTs; defines the cases")
+    parser.add_argument("--gt", type=Path, required=True, help="folder of ground-truth CTs (<id>.mha, or a "
+                        "SynthRAD2025 release folder such as Task1/HN with <id>/ct.mha); defines the cases")
     parser.add_argument("--out", type=Path, required=True, help="output folder for metrics.json, CSVs and the report")
-    parser.add_argument("--masks", type=Path, default=None, help="folder of body masks (default: score every voxel)")
-    parser.add_argument("--inputs", type=Path, default=None, help="folder of MR/CBCT inputs, shown in the montages")
+    parser.add_argument("--masks", type=Path, default=None, help="folder of body masks (<id>.mha, or a release folder "
+                        "with <id>/mask.mha; default: score every voxel)")
+    parser.add_argument("--inputs", type=Path, default=None, help="folder of MR/CBCT inputs (<id>.mha, or a release "
+                        "folder with <id>/mr.mha or cbct.mha), shown in the montages")
     parser.add_argument(
         "--gt-seg", type=Path, default=None, help="TotalSegmentator label maps of the CTs (default: segment the CTs)"
     )
@@ -44,9 +48,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--totalseg-executable", default="TotalSegmentator", help="the TotalSegmentator command")
     parser.add_argument(
         "--missing-hd95",
-        choices=("diagonal", "exclude"),
-        default="diagonal",
-        help="HD95 of a class missing from the sCT segmentation: image diagonal (default) or excluded (MONAI 1.6.1)",
+        choices=("exclude", "diagonal"),
+        default="exclude",
+        help="HD95 of a class missing from the sCT segmentation: left out of the mean (default; the official "
+        "SynthRAD2025 / MONAI 1.6.1 policy) or the image diagonal (opt-in, not the leaderboard's)",
     )
     parser.add_argument("--no-report", action="store_true", help="skip the PNG montages, box plot and index.html")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from synthct.network.manifest import parse_fold
 
@@ -17,6 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--configuration", default="3d_fullres")
     p.add_argument("--fp16", action="store_true", help="store weights in fp16 (half the size)")
     p.add_argument("--force", action="store_true", help="replace an existing OUT_DIR")
+    p.add_argument("--route", action="store_true",
+                   help="then route the model's task and regions to OUT_DIR in resources/models.json (synthct route)")
+    p.add_argument("--models", type=Path, default=Path("resources") / "models.json",
+                   help="routing file for --route (default resources/models.json in the current folder)")
     p.set_defaults(func=_run)
 
 
@@ -26,4 +31,8 @@ def _run(args: argparse.Namespace) -> int:
     out = export_model(args.results_dir, args.out_dir, checkpoint=args.checkpoint, folds=args.folds,
                        configuration=args.configuration, half=args.fp16, overwrite=args.force)
     print(out)
+    if args.route:
+        from synthct.challenge.routing_edit import route_model
+
+        route_model(args.models, out)
     return 0

@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "~/.totalsegmentator/nnunet/results)")
     labels.add_argument("--fast", action="store_true", help="use the 3 mm model (Dataset297) instead of 1.5 mm")
     labels.add_argument("--executable", default="TotalSegmentator")
+    labels.add_argument("--force", action="store_true", help="replace an existing output folder (never merged)")
     labels.set_defaults(func=_labels)
 
     train = steps.add_parser(
@@ -62,7 +63,9 @@ def _labels(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"cannot run TotalSegmentator: {reason}. Download its weights on a machine with "
                                     "internet access (TotalSegmentator --download_weights / totalseg_download_weights) "
                                     "or pass --labels with existing label maps")
-    print(build_extractor_dataset(args.ct_dir, args.out, runner=runner, labels_dir=args.labels))
+    if Path(args.out).exists() and not args.force:  # before TotalSegmentator runs
+        raise FileExistsError(f"extractor dataset folder {args.out} exists; pass --force to replace it")
+    print(build_extractor_dataset(args.ct_dir, args.out, runner=runner, labels_dir=args.labels, overwrite=args.force))
     return 0
 
 

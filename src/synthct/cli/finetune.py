@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from synthct.paths import add_path_arguments
 
@@ -16,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("fold", help="fold 0-4 of the 5-fold split, or 'all'")
     p.add_argument("--init", required=True, help="stage-1 checkpoint (.pth) to start from")
     p.add_argument("--extractor", required=True, help="results folder of the AFP extractor (synthct extractor train)")
-    p.add_argument("--extractor-fold", default="0", help="fold of the extractor checkpoint (default 0; or 'all')")
+    p.add_argument("--extractor-fold", default="auto",
+                   help="fold of the extractor checkpoint (default auto: 0 if it has the checkpoint, else 'all')")
     p.add_argument("--extractor-checkpoint", choices=("final", "best"), default="final")
     p.add_argument("--plans", default="synthctResUNetPlans", help="plans name (default synthctResUNetPlans)")
     p.add_argument("--configuration", default="3d_fullres")
@@ -40,8 +42,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from synthct.paths import use_nnunet_paths
 
     use_nnunet_paths(preprocessed=args.preprocessed, results=args.results).require("preprocessed", "results")
@@ -51,7 +51,7 @@ def _run(args: argparse.Namespace) -> int:
     for label, path in (("--init", Path(args.init)), ("--extractor", Path(args.extractor))):
         if not path.exists():
             raise FileNotFoundError(f"{label} not found: {path}")
-    extractor_fold = args.extractor_fold if args.extractor_fold == "all" else int(args.extractor_fold)
+    extractor_fold = _extractor_fold(Path(args.extractor), args.extractor_fold, args.extractor_checkpoint)
     config = afp_config(epochs=args.epochs, iterations_per_epoch=args.iterations,
                         val_iterations_per_epoch=args.val_iterations, initial_lr=args.lr,
                         l1_weight=args.l1_weight, afp_weight=args.afp_weight, afp_masked=args.masked,
@@ -63,3 +63,16 @@ def _run(args: argparse.Namespace) -> int:
                 args.continue_training, validate=not args.no_validation)
     print(out)
     return 0
+
+
+def _extractor_fold(results: Path, fold: str, checkpoint: str) -> int | str:
+    """The extractor fold whose ``checkpoint_<checkpoint>.pth`` exists ("auto": 0, else "all"), checked before any
+    training folder is created."""
+    candidates = ["0", "all"] if fold == "auto" else [fold]
+    for name in candidates:
+        if (results / f"fold_{name}" / f"checkpoint_{checkpoint}.pth").is_file():
+            return name if name == "all" else int(name)
+    wanted = " or ".join(f"fold_{c}/checkpoint_{checkpoint}.pth" for c in candidates)
+    found = sorted(p.parent.name for p in results.glob(f"fold_*/checkpoint_{checkpoint}.pth"))
+    raise FileNotFoundError(f"no extractor checkpoint {wanted} in {results}"
+                            f"{f' (found: {found}; pass --extractor-fold)' if found else ''}")

@@ -9,11 +9,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from synthct import __version__
 from synthct.openmp import prefer_passive_openmp
 
 #: Subcommand modules under ``synthct.cli``, in help order.
-SUBCOMMANDS: tuple[str, ...] = ("demo", "predict", "export", "evaluate", "convert", "plan", "preprocess", "train",
-                                  "finetune", "extractor")
+SUBCOMMANDS: tuple[str, ...] = ("demo", "predict", "export", "route", "evaluate", "convert", "plan", "preprocess",
+                                  "train", "finetune", "extractor")
 
 LOG = logging.getLogger("synthct")
 
@@ -21,6 +22,7 @@ LOG = logging.getLogger("synthct")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="synthct", description="Synthetic CT from MRI / CBCT (SynthRAD2025).")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"synthct {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         try:

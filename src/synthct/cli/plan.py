@@ -36,7 +36,7 @@ def _run(args: argparse.Namespace) -> int:
     from synthct.paths import use_nnunet_paths
 
     use_nnunet_paths(raw=args.raw, preprocessed=args.preprocessed).require("raw", "preprocessed")
-    from synthct.preprocessing.planning import plan_dataset
+    from synthct.network.planning import plan_dataset
 
     archs = ("unet", "resunet") if args.arch == "both" else (args.arch,)
     written = plan_dataset(args.dataset, archs, args.gpu_memory_gb, args.num_processes, args.patch_size,

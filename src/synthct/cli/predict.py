@@ -1,11 +1,13 @@
-"""``synthct predict``: one image + body mask → synthetic CT (.mha), with a model folder."""
+"""``synthct predict``: one image + body mask → synthetic CT, or a whole folder of cases (``-i DIR -o OUT``)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from synthct.network.manifest import parse_fold
 
+MODELS_JSON = Path("resources") / "models.json"
 #: Choices of the switches, spelled out so that ``synthct --help`` does not import torch (a test pins them to
 #: ``synthct.inference.accel``).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -14,11 +16,27 @@ DEFAULT_COMPILE_CACHE = "/tmp/synthct-torch-compile"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="synthesise a CT from one MR/CBCT image and its body mask")
-    p.add_argument("--model", required=True, help="synthct model folder (synthct.json + weights)")
-    p.add_argument("--image", required=True, help="input MR or CBCT image (.mha, .nii.gz)")
-    p.add_argument("--mask", required=True, help="body mask on the same grid (0/1)")
-    p.add_argument("--out", required=True, help="output sCT path (.mha)")
+    p = sub.add_parser(
+        "predict", help="synthesise CTs: one image (--image/--mask/--out) or a folder of cases (-i/-o)",
+        description="One case: --model DIR --image IMG --mask MASK --out SCT. A folder of cases (a SynthRAD2025 "
+                    "release Task1/HN/<id>/{mr,mask}.mha, grand-challenge case folders, or flat images with --masks): "
+                    "-i DIR -o OUT writes OUT/<id>.mha with the models and settings of resources/models.json, as "
+                    "process.py (or --model DIR for every case); done cases are skipped; under torchrun the cases "
+                    "are shared over the ranks (docs/workflow.md).")
+    p.add_argument("-i", "--input", type=Path, default=None, help="folder of cases (batch mode)")
+    p.add_argument("-o", "--output", type=Path, default=None, help="output folder of <id>.mha (batch mode)")
+    p.add_argument("--masks", type=Path, default=None, help="batch: folder of <id>.mha body masks (flat layout)")
+    p.add_argument("--task", choices=("mri", "cbct"), default=None, help="batch: task where the ids do not say it")
+    p.add_argument("--region", choices=("HN", "TH", "AB"), default=None,
+                   help="batch: region where neither the path nor the id says it")
+    p.add_argument("--models", type=Path, default=None,
+                   help=f"batch: routing file (default {MODELS_JSON} in the current folder), as process.py")
+    p.add_argument("--overwrite", action="store_true", help="batch: predict cases whose output exists too")
+    p.add_argument("--no-progress", action="store_true", help="batch: hide the progress bar over the cases")
+    p.add_argument("--model", default=None, help="synthct model folder; in batch mode it replaces the routing")
+    p.add_argument("--image", default=None, help="one case: input MR or CBCT image (.mha, .nii.gz)")
+    p.add_argument("--mask", default=None, help="one case: body mask on the same grid (0/1)")
+    p.add_argument("--out", default=None, help="one case: output sCT path (.mha); parent folders are created")
     p.add_argument("--step", type=float, default=0.3, help="tile step as a fraction of the patch (default 0.3)")
     p.add_argument("--blend", choices=("mean", "gaussian"), default="mean")
     p.add_argument("--tta", action="store_true", help="mirroring TTA (only for models trained with mirroring)")
@@ -50,21 +68,66 @@ def accel_options(args: argparse.Namespace):  # noqa: ANN201 (AccelOptions, impo
                         resident_dtype=args.resident_weights, resample_on_device=args.resample_on_device)
 
 
-def _run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def _options(args: argparse.Namespace):  # -> InferenceOptions (import deferred: torch)
+    from synthct.inference.predictor import InferenceOptions
 
-    from synthct.inference.predictor import InferenceOptions, SyntheticCTPredictor
+    return InferenceOptions(step=args.step, blend=args.blend, tta=args.tta,
+                            folds=None if args.folds is None else tuple(args.folds), tile_batch=args.tile_batch,
+                            amp_dtype=args.amp, skip_outside_mask=not args.no_skip, device=args.device,
+                            accel=accel_options(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    batch = args.input is not None or args.output is not None
+    single = [n for n in ("image", "mask", "out") if getattr(args, n) is not None]
+    if batch:
+        if single or args.input is None or args.output is None:
+            raise ValueError("batch mode needs -i/--input and -o/--output, without --image/--mask/--out")
+        return _run_batch(args)
+    if len(single) != 3 or args.model is None:
+        raise ValueError("give --model, --image, --mask and --out (one case), or -i DIR -o OUT (a folder of cases)")
+    return _run_single(args)
+
+
+def _run_single(args: argparse.Namespace) -> int:
+    from synthct.inference.predictor import SyntheticCTPredictor
     from synthct.io.image import read_image, write_image_atomic
 
-    options = InferenceOptions(step=args.step, blend=args.blend, tta=args.tta,
-                               folds=None if args.folds is None else tuple(args.folds), tile_batch=args.tile_batch,
-                               amp_dtype=args.amp, skip_outside_mask=not args.no_skip, device=args.device,
-                               accel=accel_options(args))
+    out = Path(args.out)
+    try:  # before the prediction, not after it
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"{out.parent}: cannot create the output folder ({exc.strerror or exc})") from None
     image, geometry, _ = read_image(args.image)
     mask, mask_geometry, _ = read_image(args.mask)
     problem = geometry.mismatch(mask_geometry)
     if problem:
         raise ValueError(f"{args.mask}: mask grid differs from the image: {problem}")
-    hu = SyntheticCTPredictor(args.model, options).predict(image, mask, geometry.spacing_zyx)
-    print(write_image_atomic(hu, geometry, Path(args.out)))
+    hu = SyntheticCTPredictor(args.model, _options(args)).predict(image, mask, geometry.spacing_zyx)
+    print(write_image_atomic(hu, geometry, out))
     return 0
+
+
+def _run_batch(args: argparse.Namespace) -> int:
+    from synthct.challenge.batch import BatchConfig, predict_batch
+    from synthct.challenge.batch_inputs import discover_cases
+    from synthct.challenge.errors import CaseError
+    from synthct.challenge.routing import Route
+
+    cases = discover_cases(args.input, masks_dir=args.masks, task=args.task, region=args.region)
+    route = None
+    models = None
+    if args.model is not None:
+        route = Route(model_dir=Path(args.model).resolve(), options=_options(args))
+    else:
+        models = (args.models or MODELS_JSON).resolve()
+        if not models.is_file():
+            raise FileNotFoundError(f"{models}: routing file not found (run from the repository root, pass "
+                                    "--models resources/models.json, or --model DIR)")
+    config = BatchConfig(out_dir=args.output, models_json=models, model_route=route, device=args.device,
+                         overwrite=args.overwrite, progress=not args.no_progress)
+    try:
+        summary = predict_batch(cases, config)
+    except CaseError as exc:
+        raise ValueError(str(exc)) from None
+    return 1 if summary.failed else 0

@@ -90,6 +90,7 @@ def write_image_atomic(array: np.ndarray, geometry: Geometry, path: PathLike, co
     os.close(fd)
     try:
         sitk.WriteImage(image, tmp_name, useCompression=compress)
+        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; outputs are plain world-readable files
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synthct.contracts.normalization import TargetNormalization
 from synthct.losses.feature_extractor import FrozenFeatureNet
-from synthct.preprocessing.normalization import TargetNormalization
 
 FEATURE_NORMS = (None, "instance", "channel")
 

@@ -5,8 +5,11 @@ HN / TH / AB, centre letter, three digits). A file's id is its stem (name withou
 when the stem's last 7 characters form a SynthRAD id, those 7 characters are the id (``ct_1HNA001.nii.gz`` →
 ``1HNA001``). A prediction, mask or input file matches a ground-truth case by its full stem, by that SynthRAD id, or by
 the last 7 characters of its stem, the official prediction-only convention (``sct_1HNA001.mha`` ↔ ``1HNA001.mha``,
-SynthRAD2025/evaluation 17cac47 ``evaluate.py``). Nothing is dropped silently: a ground-truth case without a
-prediction, a prediction without a ground truth, two files for one case and a missing mask or input are errors.
+SynthRAD2025/evaluation 17cac47 ``evaluate.py``). The ground-truth, mask and input folders may also be a SynthRAD2025
+release folder (``Task1/HN`` holding ``<id>/ct.mha``, ``<id>/mask.mha``, ``<id>/mr.mha`` or ``cbct.mha``): a folder
+with no image directly in it is searched for case folders, whose names are the ids. Nothing is dropped silently: a
+ground-truth case without a prediction, a prediction without a ground truth, two files for one case and a missing mask
+or input are errors.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from pathlib import Path
 IMAGE_SUFFIXES: tuple[str, ...] = (".nii.gz", ".mha", ".nii")
 #: A SynthRAD2025 case id: task 1/2, region, centre letter, three digits.
 SYNTHRAD_ID = re.compile(r"^[12](HN|TH|AB)[A-Z]\d{3}$")
+#: File stems of a release case folder (``Task1/HN/<id>/``) per evaluation folder kind.
+RELEASE_NAMES: dict[str, tuple[str, ...]] = {"ground-truth": ("ct",), "mask": ("mask",), "input": ("mr", "cbct")}
 #: Region of a case id that does not follow the SynthRAD pattern.
 UNKNOWN_REGION: str = "unknown"
 
@@ -57,16 +62,44 @@ def region_of(case_id: str) -> str:
 
 
 def _images(folder: Path, what: str) -> dict[str, Path]:
-    """Stem → path of the image files directly in ``folder``."""
+    """Stem → path of the image files directly in ``folder``; for a folder without any, of a SynthRAD2025 release
+    layout below it (:func:`release_images`)."""
     if not folder.is_dir():
         raise FileNotFoundError(f"{what} folder {folder} does not exist")
     out: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         stem = image_stem(path)
-        if stem is not None and path.is_file():
+        if stem is not None and path.is_file() and not path.name.startswith("."):
             if stem in out:
                 raise ValueError(f"two {what} files share the stem {stem!r}: {out[stem]} and {path}")
             out[stem] = path
+    if not out and what in RELEASE_NAMES:
+        out = release_images(folder, RELEASE_NAMES[what])
+    return out
+
+
+def release_images(folder: Path, names: tuple[str, ...], depth: int = 3) -> dict[str, Path]:
+    """Case id → file of a SynthRAD2025 release below ``folder`` (``[Task1/][HN/]<id>/<name>.mha``, up to ``depth``
+    levels): the case folder's name is the id, ``names`` the accepted file stems (e.g. ``("mr", "cbct")``).
+
+    Raises:
+        ValueError: one case folder holds two of ``names``, or one id occurs twice.
+    """
+    out: dict[str, Path] = {}
+
+    def walk(current: Path, level: int) -> None:
+        files = [p for p in sorted(current.iterdir()) if p.is_file() and image_stem(p) in names]
+        if len(files) > 1:
+            raise ValueError(f"{current} holds more than one of {', '.join(names)}: {[p.name for p in files]}")
+        if files:
+            if current.name in out:
+                raise ValueError(f"case {current.name!r} occurs twice: {out[current.name]} and {files[0]}")
+            out[current.name] = files[0]
+        if level < depth:
+            for sub in sorted(p for p in current.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                walk(sub, level + 1)
+
+    walk(folder, 0)
     return out
 
 
@@ -125,7 +158,8 @@ def pair_cases(
             raise ValueError(f"case {case!r} has two ground-truth files: {gt_by_case[case]} and {path}")
         gt_by_case[case] = path
     if not gt_by_case:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in the ground-truth folder {gt_dir}")
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in the ground-truth folder {gt_dir}, "
+                                "and no release case folders (<id>/ct.mha) below it")
 
     preds = _assign(pred_dir, "prediction", gt_by_case, gt_dir, strict_extra=True)
     missing = sorted(set(gt_by_case) - set(preds))

@@ -31,6 +31,7 @@ from synthct.metrics.cases import CaseFiles, pair_cases
 from synthct.metrics.image import image_metrics
 from synthct.metrics.segmentation import (
     BONE_THRESHOLD_HU,
+    MISSING_POLICY_TEXT,
     REGION_CLASSES,
     ClassScore,
     MissingPolicy,
@@ -64,7 +65,8 @@ class EvaluationConfig:
             or ``"bone"``.
         totalseg_weights: TotalSegmentator nnU-Net results folder (default ``~/.totalsegmentator/nnunet/results``).
         totalseg_executable: the TotalSegmentator command.
-        missing_hd95: HD95 of a class missing from the sCT segmentation (see :func:`segmentation_metrics`).
+        missing_hd95: HD95 of a class missing from the sCT segmentation (see :func:`segmentation_metrics`):
+            ``"exclude"`` (default, the official policy) or ``"diagonal"`` (opt-in); named in metrics.json.
         report: write the PNG montages, box plot and ``index.html``.
         progress: show a tqdm progress bar over the cases.
     """
@@ -78,7 +80,7 @@ class EvaluationConfig:
     segmentation: SegmentationMode = "auto"
     totalseg_weights: Path | None = None
     totalseg_executable: str = "TotalSegmentator"
-    missing_hd95: MissingPolicy = "diagonal"
+    missing_hd95: MissingPolicy = "exclude"
     report: bool = True
     progress: bool = True
 
@@ -136,6 +138,47 @@ def _check_grid(
         LOG.warning("%s: spacing/origin differ from %s; using the ground-truth geometry", path.name, ref_path.name)
 
 
+def _header_size(path: Path) -> tuple[int, ...]:
+    """(x, y, z) size from the file header only; ValueError naming the file when it cannot be read."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        lines = str(exc).strip().splitlines()
+        raise ValueError(f"{path}: unreadable image ({lines[-1] if lines else 'SimpleITK error'})") from None
+    return tuple(reader.GetSize())
+
+
+def validate_pairs(cases: Sequence[CaseFiles]) -> None:
+    """Check every case's files (readable headers, the ground truth's size) before any is scored.
+
+    Raises:
+        ValueError: listing every bad file (not only the first).
+    """
+    problems: list[str] = []
+    for case in cases:
+        try:
+            size = _header_size(case.gt)
+        except ValueError as exc:
+            problems.append(str(exc))
+            continue
+        for kind, path in (("prediction", case.pred), ("mask", case.mask), ("input", case.input),
+                           ("segmentation", case.gt_seg)):
+            if path is None:
+                continue
+            try:
+                other = _header_size(path)
+            except ValueError as exc:
+                problems.append(str(exc))
+                continue
+            if other != size:
+                problems.append(f"{case.case_id}: {kind} {path} has size {other} (x, y, z) but the ground truth "
+                                f"{case.gt} has {size}")
+    if problems:
+        raise ValueError(f"{len(problems)} bad file(s), nothing written:\n  " + "\n  ".join(problems))
+
+
 class _Segmenter:
     """Chooses and runs the geometric metric of a case (TotalSegmentator Dice/HD95, or bone Dice)."""
 
@@ -156,7 +199,8 @@ class _Segmenter:
             )
             LOG.warning("%s", self.note)
         else:
-            self.note = f"Geometric metrics: TotalSegmentator fast 'total' ({self.runner.executable}), DICE and HD95."
+            self.note = (f"Geometric metrics: TotalSegmentator fast 'total' ({self.runner.executable}), DICE and HD95; "
+                         f"missed classes: {config.missing_hd95!r}, {MISSING_POLICY_TEXT[config.missing_hd95]}.")
 
     @property
     def method(self) -> str:
@@ -221,6 +265,7 @@ def evaluate_folder(config: EvaluationConfig) -> EvaluationResult:
         gt_seg_dir=config.gt_seg_dir if config.segmentation != "bone" else None,
     )
     LOG.info("evaluating %d case(s) from %s against %s", len(cases), config.pred_dir, config.gt_dir)
+    validate_pairs(cases)  # every pair before anything is written
     config.out_dir.mkdir(parents=True, exist_ok=True)
     segmenter = _Segmenter(config)
     rows: list[dict[str, Any]] = []
@@ -274,11 +319,12 @@ def _montage(
         f"{k} {v:.4g}" for k, v in row.items() if k not in ("case_id", "region")
     )
     rel = Path("qa") / f"{case.case_id}.png"
+    (gt, pred, mask, input_arr), spacing_zyx = report.to_display_orientation((gt, pred, mask, input_arr), gt_img)
     report.save_montage(
         config.out_dir / rel,
         ct=gt,
         sct=pred,
-        spacing_zyx=gt_img.GetSpacing()[::-1],
+        spacing_zyx=spacing_zyx,
         mask=mask,
         input_image=input_arr,
         title=title,
@@ -303,6 +349,8 @@ def _write_outputs(
         "aggregates": result.aggregates,
         "aggregates_by_region": result.aggregates_by_region,
         "segmentation_method": result.segmentation_method,
+        "hd95_missing_class_policy": {"name": config.missing_hd95, "official": config.missing_hd95 == "exclude",
+                                      "meaning": MISSING_POLICY_TEXT[config.missing_hd95]},
         "notes": result.notes,
     }
     result.files["json"] = out / "metrics.json"
@@ -328,6 +376,8 @@ def _write_outputs(
             montages=montages,
             boxplot="qa/mae_by_region.png",
             notes=result.notes,
+            aggregates_by_region=result.aggregates_by_region,
+            per_class=per_class,
         )
     values = [float(v) for r in result.results for k, v in r.items() if k not in ("case_id", "region")]
     if not all(math.isfinite(v) for v in values):

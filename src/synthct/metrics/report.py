@@ -62,6 +62,34 @@ def _aspects(spacing_zyx: Sequence[float]) -> list[float]:
     return [sy / sx, sz / sx, sz / sy]
 
 
+def to_display_orientation(arrays: Sequence[np.ndarray | None], reference: Any) -> tuple[list[np.ndarray | None],
+                                                                                       tuple[float, float, float]]:
+    """Reorient (Z, Y, X) arrays on ``reference``'s grid (a SimpleITK image) to one fixed anatomical orientation.
+
+    The arrays are resampled (by axis permutation and flips only, ``sitk.DICOMOrient(..., "LPS")``) to the identity
+    direction: x towards the patient's left, y posterior, z superior; so the montage shows every case the same way
+    (axial: anterior at the top, patient right on the image left; coronal/sagittal: superior at the top), whatever
+    its direction matrix. Oblique directions go to the nearest axes.
+
+    Returns:
+        the reoriented arrays (None stays None) and their spacing (z, y, x) in mm.
+    """
+    import SimpleITK as sitk
+
+    out: list[np.ndarray | None] = []
+    spacing: tuple[float, float, float] = tuple(reference.GetSpacing()[::-1])  # type: ignore[assignment]
+    for arr in arrays:
+        if arr is None:
+            out.append(None)
+            continue
+        image = sitk.GetImageFromArray(np.ascontiguousarray(arr))
+        image.CopyInformation(reference)
+        oriented = sitk.DICOMOrient(image, "LPS")
+        spacing = tuple(oriented.GetSpacing()[::-1])  # type: ignore[assignment]
+        out.append(sitk.GetArrayFromImage(oriented))
+    return out, spacing
+
+
 def save_montage(
     path: Path,
     *,
@@ -169,8 +197,11 @@ def write_index(
     montages: Mapping[str, str],
     boxplot: str | None,
     notes: Sequence[str] = (),
+    aggregates_by_region: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
+    per_class: Sequence[Mapping[str, Any]] = (),
 ) -> Path:
-    """Write the HTML index: notes, the aggregate table, the box plot and one row per case with its montage.
+    """Write the HTML index: notes, the aggregate tables (all cases, per region), the per-class Dice/HD95 table with
+    the missed classes, the box plot and one row per case with its montage.
 
     Args:
         path: output HTML path; image links are relative to its folder.
@@ -179,6 +210,8 @@ def write_index(
         montages: case id → montage path relative to ``path``'s folder.
         boxplot: box-plot path relative to ``path``'s folder, or None.
         notes: sentences shown above the tables (e.g. which geometric metric was used).
+        aggregates_by_region: region → metric → statistic → value.
+        per_class: rows ``case_id``, ``label``, ``dice``, ``hd95_mm``, ``missing`` (TotalSegmentator classes).
 
     Returns:
         ``path``.
@@ -201,6 +234,10 @@ def write_index(
         parts.append(f"<tr><th>{html.escape(metric)}</th>" + "".join(f"<td>{_fmt(stats[s])}</td>" for s in stat_keys))
         parts.append("</tr>")
     parts.append("</table>")
+    if aggregates_by_region:
+        parts += _region_table(aggregates_by_region)
+    if per_class:
+        parts += _class_table(per_class)
     if boxplot:
         parts.append(f'<h2>MAE per region</h2><img src="{html.escape(boxplot)}" alt="MAE per region">')
     parts.append("<h2>Cases</h2><table><tr><th>case</th><th>region</th>")
@@ -221,3 +258,43 @@ def write_index(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+def _region_table(by_region: Mapping[str, Mapping[str, Mapping[str, float]]]) -> list[str]:
+    """Mean ± std (n) of every metric per region."""
+    metrics = list(dict.fromkeys(m for aggs in by_region.values() for m in aggs))
+    parts = ["<h2>Per region (mean ± std, n)</h2><table><tr><th>region</th>"]
+    parts += [f"<th>{html.escape(m)}</th>" for m in metrics]
+    parts.append("</tr>")
+    for region, aggs in by_region.items():
+        cells = "".join(
+            f"<td>{_fmt(aggs[m]['mean'])} ± {_fmt(aggs[m]['std'])} ({aggs[m]['count']})</td>" if m in aggs
+            else "<td></td>" for m in metrics)
+        parts.append(f"<tr><th>{html.escape(str(region))}</th>{cells}</tr>")
+    parts.append("</table>")
+    return parts
+
+
+def _class_table(per_class: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Per TotalSegmentator label: cases, mean Dice, mean HD95 where it was found, and the cases that missed it."""
+    by_label: dict[int, list[Mapping[str, Any]]] = {}
+    for row in per_class:
+        by_label.setdefault(int(row["label"]), []).append(row)
+    parts = ["<h2>Per class (TotalSegmentator 'total' label)</h2><table><tr><th>label</th><th>cases</th>"
+             "<th>mean DICE</th><th>mean HD95 [mm] (found)</th><th>missed in</th></tr>"]
+    missed_any = []
+    for label, rows in sorted(by_label.items()):
+        hds = [float(r["hd95_mm"]) for r in rows if not r["missing"] and math.isfinite(float(r["hd95_mm"]))]
+        missed = [str(r["case_id"]) for r in rows if r["missing"]]
+        missed_any += [(label, c) for c in missed]
+        mean_hd = _fmt(float(np.mean(hds))) if hds else "-"
+        parts.append(f"<tr><th>{label}</th><td>{len(rows)}</td><td>{_fmt(float(np.mean([r['dice'] for r in rows])))}"
+                     f"</td><td>{mean_hd}</td><td>{html.escape(', '.join(missed))}</td></tr>")
+    parts.append("</table>")
+    if missed_any:
+        items = "".join(f"<li>label {label} in {html.escape(case)}</li>" for label, case in missed_any)
+        parts.append(f"<h3>Missing classes ({len(missed_any)})</h3><p>Present in the CT's segmentation, absent from "
+                     f"the sCT's: Dice 0 (HD95 policy in the notes above).</p><ul>{items}</ul>")
+    else:
+        parts.append("<p>No class of the CT segmentations is missing from the sCT segmentations.</p>")
+    return parts

@@ -17,10 +17,12 @@ Classes absent from the ground truth are skipped; a patient with none of the reg
 gets Dice = 0 and HD95 = 0 (official ``score_patient``).
 
 A class present in the ground truth but absent from the prediction has Dice 0. MONAI returns a non-finite HD95 for
-it (``inf`` in older releases, ``nan`` in 1.6.1, where the ``"mean"`` reduction then silently drops the class, so a
-missed organ does not worsen HD95 at all). Here its HD95 is, by default, the **diagonal of the image extent**,
-``sqrt(sum((shape_i * spacing_i)^2))`` mm: finite, and larger than any distance between two voxels of the image, so a
-missed structure scores worse than any found one. ``missing_hd95="exclude"`` reproduces MONAI 1.6.1 instead.
+it (``inf`` in older releases, ``nan`` in 1.6.1, where the ``"mean"`` reduction then drops the class, so a missed
+organ does not worsen HD95 at all). The default, ``missing_hd95="exclude"``, is that official behaviour (the
+leaderboard's). ``missing_hd95="diagonal"`` (opt-in) gives such a class the **diagonal of the image extent**,
+``sqrt(sum((shape_i * spacing_i)^2))`` mm instead: finite, and larger than any distance between two voxels of the
+image, so a missed structure scores worse than any found one; it departs from the leaderboard whenever a class is
+missed.
 """
 
 from __future__ import annotations
@@ -55,7 +57,14 @@ REGION_CLASSES: dict[str, tuple[int, ...]] = {
 #: HU threshold of the weight-free bone Dice used when TotalSegmentator is not available.
 BONE_THRESHOLD_HU: float = 250.0
 
-MissingPolicy = Literal["diagonal", "exclude"]
+MissingPolicy = Literal["exclude", "diagonal"]
+#: What each policy does, as written into metrics.json and the report.
+MISSING_POLICY_TEXT: dict[str, str] = {
+    "exclude": "official (SynthRAD2025 / MONAI 1.6.1): a class missed by the sCT segmentation gets Dice 0 and its "
+               "HD95 is left out of the mean",
+    "diagonal": "NOT the official policy: a class missed by the sCT segmentation gets Dice 0 and HD95 = the image "
+                "diagonal (mm), which departs from the leaderboard whenever a class is missed",
+}
 
 
 @dataclass(frozen=True)
@@ -190,7 +199,7 @@ def segmentation_metrics(
     *,
     classes: Sequence[int],
     spacing_mm: Sequence[float],
-    missing_hd95: MissingPolicy = "diagonal",
+    missing_hd95: MissingPolicy = "exclude",
 ) -> SegmentationScores:
     """Patient Dice and HD95 between two label maps, averaged over the listed classes present in the ground truth.
 
@@ -203,8 +212,9 @@ def segmentation_metrics(
         classes: labels to score, e.g. :func:`region_classes`.
         spacing_mm: voxel spacing per array axis (Z, Y, X), mm (the ground truth's spacing).
         missing_hd95: a class in the ground truth but absent from the prediction gets Dice 0 and, for HD95,
-            ``"diagonal"``: the image diagonal in mm (finite; the default), or ``"exclude"``: left out of the HD95
-            mean as MONAI 1.6.1 does (its nan is dropped; if every class is left out the HD95 is 0).
+            ``"exclude"`` (the default, official): NaN, left out of the HD95 mean as MONAI 1.6.1 and the
+            SynthRAD2025 evaluation do (if every class is left out the HD95 is 0), or ``"diagonal"``: the image
+            diagonal in mm (finite; not the leaderboard's).
 
     Returns:
         :class:`SegmentationScores`; Dice = HD95 = 0 with no per-class entries when no listed class is in the ground
@@ -217,7 +227,7 @@ def segmentation_metrics(
     if gt_arr.shape != pred_arr.shape:
         raise ValueError(f"label maps must have the same shape, got {gt_arr.shape} and {pred_arr.shape}")
     if missing_hd95 not in ("diagonal", "exclude"):
-        raise ValueError(f"missing_hd95 must be 'diagonal' or 'exclude', got {missing_hd95!r}")
+        raise ValueError(f"missing_hd95 must be 'exclude' or 'diagonal', got {missing_hd95!r}")
     spacing = _spacing(spacing_mm, gt_arr.ndim)
     wanted = sorted({int(c) for c in classes})
     if any(c <= 0 for c in wanted):

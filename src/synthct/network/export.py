@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from synthct.contracts.normalization import InputNormalization, TargetNormalization
+from synthct.io.staging import staged_folder
 from synthct.network.checkpoint import load_network, read_nnunet_checkpoint, save_safetensors
 from synthct.network.manifest import Fold, ModelManifest, fold_order, parse_fold, write_manifest
-from synthct.preprocessing.normalization import InputNormalization, TargetNormalization
 from synthct.typing import PathLike
 
 LOG = logging.getLogger(__name__)
@@ -110,9 +109,7 @@ def export_model(
     missing = [f for f in chosen if f not in available]
     if not chosen or missing:
         raise FileNotFoundError(f"no checkpoint_{checkpoint}.pth for folds {missing or 'any'} in {results}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_folder(out, overwrite, "model folder") as tmp:
         mirror_axes: Any = None
         weights: dict[str, str] = {}
         for fold in chosen:
@@ -128,11 +125,5 @@ def export_model(
         (tmp / "dataset.json").write_text(json.dumps(dataset, indent=2))
         for rel in weights.values():  # prove the export loads before publishing it
             load_network(manifest, tmp / rel)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     LOG.info("exported %d fold(s) to %s", len(chosen), out)
     return out

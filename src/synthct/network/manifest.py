@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from synthct import __version__
-from synthct.preprocessing.normalization import InputNormalization, TargetNormalization
+from synthct.contracts.normalization import InputNormalization, TargetNormalization
 from synthct.typing import PathLike
 
 FORMAT_VERSION = 1

@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
+from synthct.contracts.normalization import InputNormalization, TargetNormalization
 from synthct.network.architectures import synthrad_arch_kwargs
 from synthct.network.build import architecture_block, build_network
-from synthct.preprocessing.normalization import InputNormalization, TargetNormalization
 from synthct.typing import PathLike
 
 #: Stock-like trainer name recorded in scaffolded checkpoints.

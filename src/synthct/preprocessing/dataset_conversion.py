@@ -22,16 +22,17 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from synthct import HU_MAX, HU_MIN
 from synthct.io.image import Geometry, read_image, write_image_atomic
+from synthct.io.staging import staged_folder
 from synthct.typing import PathLike
 
 LOG = logging.getLogger(__name__)
@@ -183,13 +184,19 @@ def convert_dataset(case_dirs: Iterable[Path], task: int, regions: Sequence[str]
         ValueError: no case could be converted.
     """
     out = Path(out_dir)
-    if out.exists():
-        if not overwrite:
-            raise FileExistsError(f"{out} exists; pass overwrite=True (--force) to replace it")
-        shutil.rmtree(out)
+    with staged_folder(out, overwrite, "dataset folder") as tmp:
+        report = _convert_into(case_dirs, task, regions, tmp, ConversionReport(out), exclude, workers)
+    LOG.info("%s: %d cases converted, %d excluded, %d skipped", out.name, len(report.converted),
+             len(report.excluded), len(report.skipped))
+    return report
+
+
+def _convert_into(case_dirs: Iterable[Path], task: int, regions: Sequence[str], out: Path, report: ConversionReport,
+                  exclude: set[str] | None, workers: int) -> ConversionReport:
+    """Fill the (staging) folder ``out`` and ``report``; raises ValueError when no case converts."""
     (out / "imagesTr").mkdir(parents=True)
     (out / "labelsTr").mkdir()
-    report = ConversionReport(out)
+    name = report.dataset_dir.name
     todo = []
     for case_dir in case_dirs:
         if case_dir.name in (exclude or set()):
@@ -205,7 +212,8 @@ def convert_dataset(case_dirs: Iterable[Path], task: int, regions: Sequence[str]
         return case_dir.name, None
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        for case, problem in pool.map(work, todo):
+        for case, problem in tqdm(pool.map(work, todo), total=len(todo), desc=f"convert {name}",
+                                  unit="case", disable=None):
             if problem is None:
                 report.converted.append(case)
             else:
@@ -214,12 +222,10 @@ def convert_dataset(case_dirs: Iterable[Path], task: int, regions: Sequence[str]
                                  out / "labelsTr" / f"{case}{FILE_ENDING}"]:
                     leftover.unlink(missing_ok=True)
                 LOG.warning("skipped case %s: %s", case, problem)
-    (out / "conversion_report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
     if not report.converted:
-        raise ValueError(f"no usable case for {out.name}; skipped: {report.skipped}")
+        raise ValueError(f"no usable case for {name}; skipped: {report.skipped}")
+    (out / "conversion_report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
     (out / "dataset.json").write_text(json.dumps(_dataset_json(task, regions, len(report.converted)), indent=2))
-    LOG.info("%s: %d cases converted, %d excluded, %d skipped", out.name, len(report.converted),
-             len(report.excluded), len(report.skipped))
     return report
 
 
@@ -251,9 +257,12 @@ def convert_synthrad(root: PathLike, out_root: PathLike, task: int, region: str 
     groups = {name: dirs for name, dirs in groups.items() if dirs}
     if not groups:
         raise FileNotFoundError(f"no case folders for task {task}, regions {list(wanted)} under {root}")
+    targets = {name: Path(out_root) / dataset_name(task, name, id_base) for name in groups}
+    existing = [str(t) for t in targets.values() if t.exists()]
+    if existing and not overwrite:  # before any dataset is written
+        raise FileExistsError(f"dataset folder(s) exist: {', '.join(existing)}; pass --force to replace them")
     reports = []
     for name, dirs in groups.items():
         regions_here = [r for r in wanted if cases[r]] if name == "all" else [name]
-        out_dir = Path(out_root) / dataset_name(task, name, id_base)
-        reports.append(convert_dataset(dirs, task, regions_here, out_dir, exclude, workers, overwrite))
+        reports.append(convert_dataset(dirs, task, regions_here, targets[name], exclude, workers, overwrite))
     return reports

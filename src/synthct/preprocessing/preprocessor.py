@@ -2,7 +2,7 @@
 
 Per case, :meth:`SynthCTPreprocessor.run_case_npy` does: transpose → **no crop** (the bounding box is the whole image,
 so a missing target channel cannot change the grid) → normalise the input channels with
-:class:`~synthct.preprocessing.normalization.InputNormalization` from the plans' ``synthct`` block (MR: z-score inside
+:class:`~synthct.contracts.normalization.InputNormalization` from the plans' ``synthct`` block (MR: z-score inside
 the body mask; CBCT: clip + dataset z-score), keep the target channel in HU → resample (inputs with the plans' data
 resampling, the target with order 1 to avoid spline overshoot at air/bone edges, the mask as a label) → foreground
 locations of the body → seg int8/int16. The input normalisation is exactly the call the inference predictor makes
@@ -28,8 +28,9 @@ from nnunetv2.preprocessing.resampling.default_resampling import compute_new_sha
 from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
+from tqdm import tqdm
 
-from synthct.preprocessing.normalization import InputNormalization
+from synthct.contracts.normalization import InputNormalization
 
 LOG = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def preprocess_dataset(dataset: str | int, plans_name: str, configuration: str =
     ``num_processes <= 1`` runs in this process (no spawn start-up); otherwise nnU-Net's own spawn pool
     (``DefaultPreprocessor.run``) runs the cases, which needs synthct installed (it is re-imported in the workers).
     """
-    from synthct.preprocessing.planning import load_plans
+    from synthct.preprocessing.plans import load_plans
 
     name = maybe_convert_to_dataset_name(dataset)
     base = Path(nnUNet_preprocessed) / name
@@ -119,7 +120,7 @@ def preprocess_dataset(dataset: str | int, plans_name: str, configuration: str =
     config = plans_manager.get_configuration(configuration)
     out = base / config.data_identifier
     preprocessor = SynthCTPreprocessor(verbose=False)
-    preprocessor.show_progress_bar = False
+    preprocessor.show_progress_bar = True  # nnU-Net's pool shows "Preprocessing cases" with it
     if num_processes > 1:
         preprocessor.run(name, configuration, plans_name, num_processes)
         return out
@@ -128,7 +129,7 @@ def preprocess_dataset(dataset: str | int, plans_name: str, configuration: str =
         shutil.rmtree(out)
     out.mkdir(parents=True)
     cases = get_filenames_of_train_images_and_targets(str(Path(nnUNet_raw) / name), dataset_json)
-    for key, files in cases.items():
+    for key, files in tqdm(cases.items(), total=len(cases), desc="Preprocessing cases", unit="case"):
         preprocessor.run_case_save(str(out / key), files["images"], files["label"], plans_manager, config,
                                    dataset_json)
     LOG.info("preprocessed %d cases of %s into %s", len(cases), name, out)

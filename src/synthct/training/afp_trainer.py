@@ -39,8 +39,25 @@ def afp_config(**changes: Any) -> TrainConfig:
     return TrainConfig().updated(**AFP_DEFAULTS).updated(**changes)
 
 
+def state_mismatch(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor], shown: int = 3) -> str:
+    """A short description of how ``got`` differs from ``expected`` (counts + the first ``shown`` keys), or ""."""
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    shapes = [f"{k} {tuple(got[k].shape)} vs {tuple(expected[k].shape)}" for k in expected
+              if k in got and tuple(got[k].shape) != tuple(expected[k].shape)]
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("with another shape", shapes)):
+        if items:
+            more = f", ... {len(items) - shown} more" if len(items) > shown else ""
+            parts.append(f"{len(items)} key(s) {label} ({', '.join(items[:shown])}{more})")
+    return "; ".join(parts)
+
+
 class SynthCTTrainerAFP(SynthCTTrainerL1):
     """Stage-2 fine-tune trainer (see the module docstring). Constructor as stock nnU-Net."""
+
+    #: How the exported model's description names the training stage.
+    STAGE_LABEL = "L1 + AFP fine-tune (stage 2)"
 
     def initialize(self) -> None:
         config = self.train_config
@@ -62,10 +79,13 @@ class SynthCTTrainerAFP(SynthCTTrainerL1):
         """Strictly load the stage-1 ``network_weights`` (output layer included) into the network."""
         path = Path(path)
         state = load_state_dict(path)
-        try:
-            self.unwrapped_network().load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ValueError(f"init checkpoint {path} does not match the network: {str(exc)[:500]}") from None
+        network = self.unwrapped_network()
+        problem = state_mismatch(network.state_dict(), state)
+        if problem:
+            raise ValueError(f"init checkpoint {path} does not match the network of plans "
+                             f"{self.plans_manager.plans_name!r}: {problem}; pass the stage-1 checkpoint trained "
+                             "with these plans (fold_k/checkpoint_final.pth of SynthCTTrainerL1__<plans>__...)")
+        network.load_state_dict(state, strict=True)
         self.print_to_log_file(f"initialised from stage-1 checkpoint {path.resolve()} (strict, seg_layers included; "
                                f"fresh optimizer, initial lr {self.initial_lr})")
 

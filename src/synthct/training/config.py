@@ -13,6 +13,11 @@ OPTIMIZERS = ("sgd", "adamw")
 COMPILE_CHOICES = ("stock", "off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
+#: Fields that only the AFP fine-tune (``SynthCTTrainerAFP``) reads.
+AFP_FIELDS: tuple[str, ...] = ("afp_extractor", "afp_fold", "afp_checkpoint", "afp_weight", "l1_weight", "afp_masked",
+                               "afp_feature_norm", "init_checkpoint")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Stage-1 (L1) training settings; defaults reproduce the paper (arXiv 2509.22394) on stock nnU-Net schedules.
@@ -101,7 +106,14 @@ class TrainConfig:
             raise ValueError(f"afp_feature_norm must be None, 'instance' or 'channel', got {self.afp_feature_norm!r}")
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields as JSON; an L1 run (no ``afp_extractor``) leaves out the AFP fields still at their defaults."""
+        data = asdict(self)
+        if self.afp_extractor is None:
+            defaults = TrainConfig.__dataclass_fields__
+            for name in AFP_FIELDS:
+                if data[name] == defaults[name].default:
+                    del data[name]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainConfig:

@@ -120,11 +120,18 @@ def train_extractor(dataset: str | int | Path, spacing: Sequence[float], fold: i
     from nnunetv2 import paths
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-    from synthct.training.run import _fold, resolve_device
+    from synthct.training.run import _fold, check_fold, resolve_device
 
     for label, value in (("epochs", epochs), ("iterations", iterations), ("val_iterations", val_iterations)):
         if int(value) < 1:
             raise ValueError(f"{label} must be positive, got {value}")
+    raw_name = resolve_raw_dataset(dataset)
+    raw_json = Path(paths.nnUNet_raw) / raw_name / "dataset.json"
+    if not raw_json.is_file():
+        raise FileNotFoundError(f"{raw_json} not found (run synthct extractor labels first)")
+    splits = Path(paths.nnUNet_preprocessed) / raw_name / "splits_final.json"
+    check_fold(_fold(fold), int(json.loads(raw_json.read_text()).get("numTraining", 0)),
+               splits if splits.is_file() else None, raw_name, "synthct extractor train ... --fold all")
     plans = plan_extractor(dataset, spacing, patch_size, base_features, max_features, batch_size, num_processes,
                            plans_name)
     name = plans["dataset_name"]

@@ -19,7 +19,7 @@ from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_datas
 from torch import distributed as dist
 
 from synthct.paths import DistributedEnv, distributed_env
-from synthct.preprocessing.planning import load_plans
+from synthct.preprocessing.plans import load_plans
 from synthct.training.config import TrainConfig
 from synthct.training.registry import get_trainer
 from synthct.training.trainer import SynthCTTrainerL1
@@ -50,7 +50,13 @@ def build_trainer(plans: dict[str, Any], dataset_json: dict[str, Any], fold: int
         raise ValueError(f"configuration {configuration!r} not in plans (has {sorted(plans['configurations'])})")
     plans["continue_training"] = continue_training
     plans["synthct"]["train_config"] = config.to_json()
-    return get_trainer(trainer)(plans, configuration, fold, dataset_json, device or torch.device("cpu"))
+    trainer_class = get_trainer(trainer)
+    stage = getattr(trainer_class, "STAGE_LABEL", "L1 stage")
+    description = str(plans["synthct"].get("description", ""))
+    if stage not in description:  # the exported synthct.json says which stage trained it
+        plans["synthct"]["description"] = (description.replace("L1 stage", stage) if "L1 stage" in description
+                                           else f"{description}, {stage}".lstrip(", "))
+    return trainer_class(plans, configuration, fold, dataset_json, device or torch.device("cpu"))
 
 
 def find_checkpoint(output_folder: str | Path, order: tuple[str, ...] = CHECKPOINT_ORDER) -> Path | None:
@@ -82,6 +88,36 @@ def _fold(fold: int | str) -> int | str:
         raise ValueError(f"fold must be an integer or 'all', got {fold!r}") from None
 
 
+#: Folds of nnU-Net's default split (``splits_final.json`` is created with this many when absent).
+N_FOLDS = 5
+
+
+def check_fold(fold: int | str, n_cases: int, splits_file: Path | None, dataset: str, command: str) -> None:
+    """Refuse a fold that nnU-Net's split cannot provide, before any output folder exists.
+
+    Args:
+        fold: 0-4 or "all".
+        n_cases: training cases of the dataset (``numTraining``).
+        splits_file: ``splits_final.json`` when it exists (its number of folds wins), else None.
+        dataset: dataset name, for the message.
+        command: the command with fold ``all``, for the hint.
+
+    Raises:
+        ValueError: fold out of range, or fewer cases than folds (with the hint to use fold ``all``).
+    """
+    if fold == "all":
+        return
+    n_folds = len(json.loads(splits_file.read_text())) if splits_file is not None else N_FOLDS
+    hint = (f"train fold 'all' instead ({command}; every case trains, there is no held-out validation), or convert "
+            "with --region all to pool the regions into one dataset")
+    if splits_file is None and n_cases < N_FOLDS:
+        raise ValueError(f"fold {fold} needs nnU-Net's {N_FOLDS}-fold split, which needs at least {N_FOLDS} training "
+                         f"cases; {dataset} has {n_cases}: {hint}")
+    if not 0 <= int(fold) < n_folds:
+        raise ValueError(f"fold {fold} does not exist: {dataset} has folds 0-{n_folds - 1}"
+                         f"{f' ({splits_file})' if splits_file else ''}; or {hint}")
+
+
 def train(dataset: str | int, fold: int | str, plans_name: str = "synthctResUNetPlans",
           config: TrainConfig | None = None, trainer: str = "l1", configuration: str = "3d_fullres",
           device: str = "auto", continue_training: bool = False, validate: bool = True,
@@ -107,6 +143,9 @@ def train(dataset: str | int, fold: int | str, plans_name: str = "synthctResUNet
     base = Path(nnUNet_preprocessed) / name
     plans = load_plans(base, plans_name)
     dataset_json = json.loads((base / "dataset.json").read_text())
+    splits = base / "splits_final.json"
+    check_fold(fold, int(dataset_json.get("numTraining", 0)), splits if splits.is_file() else None, name,
+               f"synthct train {dataset} all")
     env = distributed_env()
     torch_device = resolve_device(device, env.local_rank if env else 0)
     joined = _join_process_group(env, torch_device)

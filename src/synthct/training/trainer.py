@@ -13,7 +13,7 @@ What changes:
 * loss: L1 in fp32 on the normalised target z = (clip(HU) − μ) / σ over valid voxels (seg ≥ 0);
 * validation epochs log ``mean_fg_dice = −MAE_HU`` (MAE inside the body on the validation patches), so nnU-Net's
   EMA-based ``checkpoint_best`` is the checkpoint with the lowest smoothed validation MAE and ``progress.png`` plots
-  −MAE where it plots the pseudo Dice;
+  the validation MAE in HU (:mod:`synthct.training.progress`; stock would label it "pseudo dice");
 * final validation: sliding-window sCT of every held-out case, written in HU on the original grid, with MAE / PSNR /
   MS-SSIM in ``validation/summary.json``.
 
@@ -43,9 +43,10 @@ from torch import distributed as dist
 from torch import nn
 from torch._dynamo import OptimizedModule
 from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
 
+from synthct.contracts.normalization import TargetNormalization
 from synthct.network.build import build_network
-from synthct.preprocessing.normalization import TargetNormalization
 from synthct.training import validation
 from synthct.training.config import TrainConfig
 from synthct.training.dataloading import (
@@ -57,6 +58,7 @@ from synthct.training.dataloading import (
     training_transforms,
 )
 from synthct.training.loss import MaskedL1Loss
+from synthct.training.progress import plot_progress
 
 _CUDA = torch.device("cuda")
 
@@ -72,6 +74,9 @@ def _gather(value: Any) -> list[Any]:
 
 class SynthCTTrainerL1(nnUNetTrainer):
     """Stage-1 L1 trainer. Constructor as stock nnU-Net 2.8.1 (set ``plans['continue_training']`` first)."""
+
+    #: How the exported model's description names the training stage.
+    STAGE_LABEL = "L1 stage"
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = _CUDA) -> None:
@@ -282,7 +287,7 @@ class SynthCTTrainerL1(nnUNetTrainer):
             self.print_to_log_file(f"New best EMA validation MAE: {-ema:.2f} HU")
             self.save_checkpoint(str(Path(self.output_folder) / "checkpoint_best.pth"))
         if self.local_rank == 0:
-            self.logger.plot_progress_png(self.output_folder)
+            plot_progress(self.logger.get_checkpoint(), Path(self.output_folder) / "progress.png")
         self.current_epoch += 1
 
     # ------------------------------------------------------------------------------------------ final validation
@@ -300,7 +305,7 @@ class SynthCTTrainerL1(nnUNetTrainer):
         settings = validation.window_settings(tuple(self.configuration_manager.patch_size),
                                               self.train_config.val_tile_step, norm)
         scores = []
-        for key in dataset.identifiers:
+        for key in tqdm(dataset.identifiers, desc="final validation", unit="case", disable=self.local_rank != 0):
             data, seg, _, properties = dataset.load_case(key)
             data, body = np.asarray(data[:]), np.asarray(seg[0]) > 0
             hu = validation.predict_case_hu(network, data[: self.n_inputs], body, settings, norm, self.device)

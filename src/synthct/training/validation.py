@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synthct.contracts.normalization import TargetNormalization
 from synthct.inference.sliding_window import SlidingWindowSettings, sliding_window_predict
 from synthct.io.image import Geometry, write_image_atomic
 from synthct.metrics.image import mae, ms_ssim, psnr
-from synthct.preprocessing.normalization import TargetNormalization
 
 AIR_HU = -1000.0
 

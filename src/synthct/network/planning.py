@@ -41,8 +41,8 @@ from nnunetv2.preprocessing.resampling.default_resampling import compute_new_sha
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
 from synthct import __version__
+from synthct.contracts.normalization import InputNormalization, TargetNormalization
 from synthct.network.architectures import PlainConvUNetUpsample, ResidualUNetUpsample
-from synthct.preprocessing.normalization import InputNormalization, TargetNormalization
 
 LOG = logging.getLogger(__name__)
 
@@ -305,6 +305,8 @@ def plan_dataset(dataset: str | int, archs: Sequence[str] = ("unet", "resunet"),
         raise ValueError(f"architectures must be a non-empty subset of {sorted(PLANNERS)}, got {list(archs)}")
     if gpu_memory_gb <= 0:
         raise ValueError(f"gpu_memory_gb must be positive, got {gpu_memory_gb}")
+    if input_skip:
+        _check_input_skip_task(dataset)  # cheap, before the fingerprint
     extract_fingerprint(dataset, num_processes, overwrite_fingerprint, intensity_samples)
     written = {}
     for arch in archs:
@@ -316,12 +318,14 @@ def plan_dataset(dataset: str | int, archs: Sequence[str] = ("unet", "resunet"),
     return written
 
 
-def load_plans(preprocessed_dataset_dir: Path, plans_name: str) -> dict[str, Any]:
-    """Read ``<preprocessed>/<dataset>/<plans_name>.json`` and check it carries a ``synthct`` block."""
-    path = Path(preprocessed_dataset_dir) / f"{plans_name}.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"plans file not found: {path} (run `synthct plan` first)")
-    plans = json.loads(path.read_text())
-    if "synthct" not in plans:
-        raise ValueError(f"{path} has no 'synthct' block: plan the dataset with `synthct plan`")
-    return plans
+def _check_input_skip_task(dataset: str | int) -> None:
+    """Refuse ``--input-skip`` for an MR dataset from its raw dataset.json (no fingerprint needed)."""
+    from nnunetv2.paths import nnUNet_raw
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    raw_json = Path(str(nnUNet_raw)) / maybe_convert_to_dataset_name(dataset) / "dataset.json"
+    if raw_json.is_file():
+        task = json.loads(raw_json.read_text()).get("synthct", {}).get("task")
+        if task == "mri":
+            raise ValueError("the input skip needs a HU-calibrated input (clip_zscore, CBCT); this dataset is Task 1 "
+                             "(MR, input normalisation 'zscore_mask'): plan it without --input-skip")
