@@ -7,12 +7,17 @@ output folder with nothing new in it; the sCT is written to a temporary file and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import shutil
+import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from synthct.challenge.contract import DEFAULT_INPUT_ROOT, DEFAULT_OUTPUT_ROOT, OUTPUT_DIR
 from synthct.challenge.errors import CaseError
@@ -46,12 +51,59 @@ def _remove_created(created: list[Path]) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+class Interrupted(SystemExit):
+    """SIGTERM/SIGINT during a case: exits with the shell's code 128 + signal (143 / 130) after the clean-up."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signal_name = signal.Signals(signum).name
+
+
+@contextlib.contextmanager
+def _signals_raise() -> Iterator[None]:
+    """Turn SIGTERM (the platform's time-out) and SIGINT into :class:`Interrupted` while a case runs.
+
+    Installed per call, only in the main thread (where Python delivers signals), and restored afterwards; Python runs
+    the handler between bytecodes, so a signal arriving inside one long native call acts once that call returns.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    fired = []
+
+    def handler(signum: int, frame: object) -> None:
+        if not fired:  # a second signal must not cut the clean-up short
+            fired.append(signum)
+            raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def run_case(input_root: Path, output_root: Path, models_json: Path, device: str = "auto") -> Path:
     """Synthesise the CT of the case under ``input_root`` into ``output_root``; returns the written file.
 
+    SIGTERM/SIGINT while it runs remove what it created (as any failure does) and raise :class:`Interrupted`
+    (a ``SystemExit`` with code 143/130).
+
     Raises:
-        CaseError: bad input, no model, unwritable output (one line: file and problem).
+        CaseError: bad input, no model, non-finite prediction, unwritable output (one line: file and problem).
     """
+    with _signals_raise():
+        try:
+            return _run_case(input_root, output_root, models_json, device)
+        except Interrupted as exc:
+            LOG.error("%s: stopped by %s (exit %s); nothing written", input_root, exc.signal_name, exc.code)
+            raise
+
+
+def _run_case(input_root: Path, output_root: Path, models_json: Path, device: str) -> Path:
+    from synthct.inference.grid import GridError
     from synthct.inference.predictor import SyntheticCTPredictor  # heavy: torch + networks
 
     t0 = time.perf_counter()
@@ -60,6 +112,7 @@ def run_case(input_root: Path, output_root: Path, models_json: Path, device: str
              case.geometry.size, tuple(round(s, 3) for s in case.geometry.spacing))
     route = resolve_route(models_json, case.task, case.region, device)
     out_dir, created = _prepare_output(output_root)
+    path = None
     try:
         try:
             predictor = SyntheticCTPredictor(route.model_dir, route.options)
@@ -67,15 +120,24 @@ def run_case(input_root: Path, output_root: Path, models_json: Path, device: str
             raise CaseError(route.model_dir, f"cannot load model ({exc})") from None
         if case.task != predictor.manifest.task:
             raise CaseError(route.model_dir, f"model is for task {predictor.manifest.task!r}, case is {case.task!r}")
-        hu = predictor.predict(case.image, case.mask, case.geometry.spacing_zyx)
+        try:
+            hu = predictor.predict(case.image, case.mask, case.geometry.spacing_zyx)
+        except GridError as exc:
+            raise CaseError(case.image_path, str(exc)) from None
+        bad = int(np.count_nonzero(~np.isfinite(hu)))
+        if bad:
+            raise CaseError(case.image_path, f"the prediction of {route.model_dir} has {bad} NaN or infinite voxels "
+                            f"of {hu.size} (input range [{case.image.min()}, {case.image.max()}]); nothing written")
         try:
             path = write_image_atomic(hu, case.geometry, out_dir / case.output_name)
         except (OSError, RuntimeError) as exc:
             raise CaseError(out_dir / case.output_name, f"cannot write output ({exc})") from None
+        LOG.info("wrote %s in %.1f s", path, time.perf_counter() - t0)
     except BaseException:
+        if path is not None:
+            path.unlink(missing_ok=True)
         _remove_created(created)
         raise
-    LOG.info("wrote %s in %.1f s", path, time.perf_counter() - t0)
     return path
 
 
