@@ -252,6 +252,41 @@ for task in mri cbct; do
     log "7/9 docker run ${RUN_FLAGS[*]} -v test/$task/input:/input:ro -v OUT:/output ${image_of[$task]}"
     run_case "${image_of[$task]}" "$task" "$task"
 done
+# --- 7b. hostile input in the real image (issue 15) ------------------------------------------------------------------
+# (a) the sCT just written by the mri run is 0644 in 0755 folders (readable by the host user, not mkstemp's 0600);
+# (b) a copy of test/mri/input whose zlib payload has 64 flipped bytes: exit 1, one ERROR line naming the corrupt
+#     data, nothing written (ITK alone would return zeros and print "Uncompress failed").
+t=$(date +%s.%N)
+log "7/9 hostile input in ${image_of[mri]}: output modes, corrupt compressed payload"
+sct_dir=$W/out/mri/images/synthetic-ct
+modes=$(stat -c '%a' "$sct_dir"/*.mha "$sct_dir" "$W/out/mri/images") || die "no sCT in $sct_dir to check modes of"
+[[ $(echo "$modes" | tr '\n' ' ') == "644 755 755 " ]] \
+    || die "output modes are $(echo "$modes" | tr '\n' ' ')(file, synthetic-ct/, images/), expected 644 755 755"
+echo "output modes: $(echo "$modes" | tr '\n' ' ')(file, folders)"
+bad_in=$W/hostile/corrupt/input bad_out=$W/hostile/corrupt/output
+mkdir -p "$W/hostile/corrupt" "$bad_out" && chmod 777 "$bad_out"
+cp -R test/mri/input "$bad_in"
+"$PY" - "$bad_in"/images/mri/*.mha <<'PYEOF'
+import sys
+path = sys.argv[1]
+data = bytearray(open(path, "rb").read())
+start = data.index(b"ElementDataFile = LOCAL\n") + len(b"ElementDataFile = LOCAL\n")
+mid = start + (len(data) - start) // 2
+data[mid:mid + 64] = bytes(b ^ 0xFF for b in data[mid:mid + 64])
+open(path, "wb").write(data)
+PYEOF
+rc=0
+"$DOCKER" run "${RUN_FLAGS[@]}" -v "$bad_in:/input:ro" -v "$bad_out:/output" "${image_of[mri]}" \
+    > "$W/hostile/corrupt/stdout" 2> "$W/hostile/corrupt/stderr" || rc=$?
+cat "$W/hostile/corrupt/stderr"
+[[ $rc == 1 ]] || die "corrupt payload: exit status $rc, expected 1"
+[[ $(grep -c ' ERROR ' "$W/hostile/corrupt/stderr") == 1 ]] || die "corrupt payload: not exactly one ERROR line"
+grep -q ' ERROR .*corrupt compressed data (zlib' "$W/hostile/corrupt/stderr" \
+    || die "corrupt payload: the ERROR line does not name the corrupt compressed data"
+[[ -z $(find "$bad_out" -mindepth 1 -print -quit) ]] || die "corrupt payload: something was written to the output"
+echo "corrupt payload: exit 1, one ERROR line, nothing written"
+record "hostile input (modes, corrupt payload)" "$(elapsed "$t")"
+# --- end of 7b -------------------------------------------------------------------------------------------------------
 # The repository's own images (bundled demo weights): no reference summary.
 for task in "${repo_tasks[@]}"; do
     log "7/9 docker run ${repo_image_of[$task]} (bundled weights) on test/$task/input"

@@ -7,13 +7,18 @@ output folder with nothing new in it; the sCT is written to a temporary file and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import shutil
+import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from synthct.challenge.contract import DEFAULT_INPUT_ROOT, DEFAULT_OUTPUT_ROOT, OUTPUT_DIR
 from synthct.challenge.errors import CaseError
@@ -71,33 +76,92 @@ def synthesise(predictor: SyntheticCTPredictor, case: Case, out_path: Path) -> P
     """Predict the sCT of a validated case and write it atomically to ``out_path`` (its folder must exist).
 
     Raises:
-        CaseError: the output cannot be written.
+        CaseError: the resampled grid would be unreasonable, the prediction is not finite, or the output cannot be
+            written.
     """
-    hu = predictor.predict(case.image, case.mask, case.geometry.spacing_zyx)
+    from synthct.inference.grid import GridError
+
+    try:
+        hu = predictor.predict(case.image, case.mask, case.geometry.spacing_zyx)
+    except GridError as exc:
+        raise CaseError(case.image_path, str(exc)) from None
+    bad = int(np.count_nonzero(~np.isfinite(hu)))
+    if bad:
+        raise CaseError(case.image_path, f"the prediction has {bad} NaN or infinite voxels of {hu.size} (input "
+                        f"range [{case.image.min()}, {case.image.max()}]); nothing written")
     try:
         return write_image_atomic(hu, case.geometry, out_path)
     except (OSError, RuntimeError) as exc:
         raise CaseError(out_path, f"cannot write output ({exc})") from None
 
 
+class Interrupted(SystemExit):
+    """SIGTERM/SIGINT during a case: exits with the shell's code 128 + signal (143 / 130) after the clean-up."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signal_name = signal.Signals(signum).name
+
+
+@contextlib.contextmanager
+def _signals_raise() -> Iterator[None]:
+    """Turn SIGTERM (the platform's time-out) and SIGINT into :class:`Interrupted` while a case runs.
+
+    Installed per call, only in the main thread (where Python delivers signals), and restored afterwards; Python runs
+    the handler between bytecodes, so a signal arriving inside one long native call acts once that call returns.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    fired = []
+
+    def handler(signum: int, frame: object) -> None:
+        if not fired:  # a second signal must not cut the clean-up short
+            fired.append(signum)
+            raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def run_case(input_root: Path, output_root: Path, models_json: Path, device: str = "auto") -> Path:
     """Synthesise the CT of the case under ``input_root`` into ``output_root``; returns the written file.
 
+    SIGTERM/SIGINT while it runs remove what it created (as any failure does) and raise :class:`Interrupted`
+    (a ``SystemExit`` with code 143/130).
+
     Raises:
-        CaseError: bad input, no model, unwritable output (one line: file and problem).
+        CaseError: bad input, no model, non-finite prediction, unwritable output (one line: file and problem).
     """
+    with _signals_raise():
+        try:
+            return _run_case(input_root, output_root, models_json, device)
+        except Interrupted as exc:
+            LOG.error("%s: stopped by %s (exit %s); nothing written", input_root, exc.signal_name, exc.code)
+            raise
+
+
+def _run_case(input_root: Path, output_root: Path, models_json: Path, device: str) -> Path:
     t0 = time.perf_counter()
     case = load_case(input_root)
     LOG.info("case %s: task %s, region %s, size %s, spacing %s mm", case.image_path.name, case.task, case.region,
              case.geometry.size, tuple(round(s, 3) for s in case.geometry.spacing))
     route = resolve_route(models_json, case.task, case.region, device)
     out_dir, created = _prepare_output(output_root)
+    path = None
     try:
         path = synthesise(load_predictor(route, case.task), case, out_dir / case.output_name)
+        LOG.info("wrote %s in %.1f s", path, time.perf_counter() - t0)
     except BaseException:
+        if path is not None:  # e.g. a signal right after the rename
+            path.unlink(missing_ok=True)
         _remove_created(created)
         raise
-    LOG.info("wrote %s in %.1f s", path, time.perf_counter() - t0)
     return path
 
 

@@ -7,6 +7,7 @@ before all of them pass.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import numpy as np
 from synthct.challenge.contract import IMAGE_SUFFIXES, INPUT_IMAGE_DIRS, MASK_DIR, REGION_CODES, REGION_FILE
 from synthct.challenge.errors import CaseError
 from synthct.io.image import Geometry, read_image
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,9 +73,21 @@ def read_region(input_root: Path) -> str:
         raise CaseError(path, f"not valid JSON ({exc})") from None
     if isinstance(value, dict) and len(value) == 1:  # tolerate {"region": "..."}
         value = next(iter(value.values()))
+    if not isinstance(value, str):
+        raise CaseError(path, f"expected one JSON string such as \"Head and Neck\" (or {{\"region\": \"...\"}}), "
+                        f"got a JSON {_json_type(value)}: {_short(json.dumps(value))}")
     if value not in REGION_CODES:
         raise CaseError(path, f"unknown region {value!r}; expected one of {list(REGION_CODES)}")
     return REGION_CODES[value]
+
+
+def _json_type(value: object) -> str:
+    names = {dict: "object", list: "array", bool: "boolean", int: "number", float: "number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _read(path: Path) -> tuple[np.ndarray, Geometry]:
@@ -93,16 +108,22 @@ def _check_image(path: Path, image: np.ndarray) -> None:
 
 
 def _check_mask(path: Path, mask: np.ndarray) -> np.ndarray:
+    """The body (bool) of a mask holding 0 = outside and one other positive value = body (1, 255, ...)."""
     if np.issubdtype(mask.dtype, np.floating) and not np.all(np.isfinite(mask)):
         raise CaseError(path, "mask contains NaN or infinite values")
     values = np.unique(mask)
-    if not set(values.tolist()) <= {0, 1}:
+    body_values = values[values != 0]
+    if body_values.size > 1 or (body_values.size == 1 and body_values[0] < 0):
         shown = values[:6].tolist()
-        raise CaseError(path, f"mask is not binary: values {shown}{' ...' if values.size > 6 else ''}")
-    body = mask.astype(bool)
-    if not body.any():
+        raise CaseError(path, f"mask is not binary: values {shown}{' ...' if values.size > 6 else ''}; expected 0 "
+                        "(outside) and one positive value (body); convert it with e.g. SimpleITK "
+                        "sitk.Cast(mask > 0, sitk.sitkUInt8) if every nonzero voxel is body")
+    if not body_values.size:
         raise CaseError(path, "mask is empty (no body voxel)")
-    return body
+    if body_values[0] != 1:
+        LOG.info("mask %s: body value %s (not 1); every voxel with that value is body", path.name,
+                 body_values[0].item())
+    return mask != 0
 
 
 def load_pair(task: str, region: str, image_path: Path, mask_path: Path) -> Case:

@@ -73,11 +73,23 @@ def zscore_in_mask(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """Per-case z-score of ``image`` (Z, Y, X) with statistics inside ``mask`` (bool, same shape); float32 out.
 
     Statistics are computed in float64. An absent or empty mask uses the whole image; std is floored at 1e-8.
+    Finite values whose sum or differences overflow float64 (magnitudes near 1.8e308) are first divided by their
+    largest magnitude (the z-score does not change under scaling), so finite input always gives finite output.
     """
     values = image.astype(np.float64)
     inside = values[mask] if mask is not None and mask.any() else values.ravel()
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, std = float(inside.mean()), float(inside.std())
+        z = (values - mean) / max(std, _STD_FLOOR)
+    if np.isfinite(mean) and np.isfinite(std) and np.all(np.isfinite(z)):
+        return z.astype(np.float32)
+    scale = float(np.abs(values).max())
+    if not np.isfinite(scale):
+        raise ValueError(f"image has NaN or infinite values; cannot z-score (max |value| = {scale})")
+    values /= scale
+    inside = values[mask] if mask is not None and mask.any() else values.ravel()
     mean, std = float(inside.mean()), float(inside.std())
-    return ((values - mean) / max(std, _STD_FLOOR)).astype(np.float32)
+    return ((values - mean) / max(std, _STD_FLOOR / scale)).astype(np.float32)
 
 
 @dataclass(frozen=True)

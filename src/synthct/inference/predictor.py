@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from synthct.inference.accel import AccelOptions, TileEngine, prepare_networks
 from synthct.inference.cpu_threads import configure_cpu_threads
+from synthct.inference.grid import working_shape
 from synthct.inference.sliding_window import SlidingWindowSettings, sliding_window_predict
 from synthct.network.checkpoint import load_model_folder
 from synthct.typing import HUArray, PathLike, SpacingZYX
@@ -145,19 +146,21 @@ class SyntheticCTPredictor:
 
         Returns:
             (Z, Y, X) float32 HU in [-1024, 3071], -1000 outside the mask, on the input grid.
+
+        Raises:
+            GridError: the spacing or size asks for a working grid beyond :mod:`synthct.inference.grid`'s limits.
         """
         if image.shape != mask.shape:
             raise ValueError(f"image shape {image.shape} differs from mask shape {mask.shape}")
+        target_spacing = self.manifest.spacing
+        shape = working_shape(image.shape, spacing_zyx, target_spacing)  # GridError before any allocation
         timer = _StageTimer()
         body = mask.astype(bool)
         z = torch.from_numpy(self.manifest.input_normalization.apply(image, body))[None]
         m = torch.from_numpy(body)[None].float()
         timer.lap("normalise")
-        target_spacing = self.manifest.spacing
         resample = not np.allclose(spacing_zyx, target_spacing, rtol=SPACING_RTOL, atol=0)
         if resample:
-            shape = [max(1, round(n * s / t)) for n, s, t in zip(image.shape, spacing_zyx, target_spacing,
-                                                                  strict=True)]
             LOG.info("resampling %s at %s mm to %s at %s mm", image.shape, tuple(spacing_zyx), tuple(shape),
                      tuple(target_spacing))
             where = self.device if self.options.accel.resample_on_device else torch.device("cpu")

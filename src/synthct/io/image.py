@@ -6,7 +6,10 @@ SimpleITK orders size/spacing/origin as (x, y, z); numpy arrays from ``GetArrayF
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from synthct.io.integrity import check_image_file
 from synthct.typing import PathLike, SpacingZYX
 
 
@@ -54,21 +58,41 @@ class Geometry:
         return None
 
 
+def itk_problem(exc: BaseException) -> str:
+    """SimpleITK's exception text as one line in the user's terms.
+
+    ITK's messages span several lines (``Exception thrown in ... .cxx:145:`` / ``ITK ERROR: Class(0x...): what`` /
+    matrix rows / ``Reason: <errno text>``); only the ``what`` matters, and a few are rephrased.
+    """
+    text = " ".join(str(exc).split())
+    text = re.sub(r"^Exception thrown in SimpleITK \S+: \S+:\d+: ", "", text)
+    text = re.sub(r"^(ITK ERROR: \w+\(0x[0-9a-f]+\)|sitk::ERROR): ", "", text)
+    if "determinant is 0" in text:
+        return "singular direction matrix (determinant 0: two image axes are parallel)"
+    if text.startswith("Unable to determine ImageIO reader"):
+        return "not an image format SimpleITK can read"
+    return text or type(exc).__name__
+
+
 def read_image(path: PathLike) -> tuple[np.ndarray, Geometry, sitk.Image]:
     """Read a 3-D scalar image. Returns (array (Z, Y, X) in its stored dtype, geometry, the SimpleITK image).
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: unreadable file, not 3-D, or more than one component per voxel.
+        ValueError: unreadable, truncated or corrupt file, data outside the file (see :mod:`synthct.io.integrity`),
+            not 3-D, or more than one component per voxel; the message is one line.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
     try:
+        check_image_file(path)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        raise ValueError(f"{path}: unreadable image ({first[-1] if first else 'SimpleITK error'})") from None
+        raise ValueError(f"{path}: unreadable image ({itk_problem(exc)})") from None
     if image.GetDimension() != 3:
         raise ValueError(f"{path}: expected a 3-D image, got {image.GetDimension()}-D of size {image.GetSize()}")
     if image.GetNumberOfComponentsPerPixel() != 1:
@@ -79,7 +103,12 @@ def read_image(path: PathLike) -> tuple[np.ndarray, Geometry, sitk.Image]:
 def write_image_atomic(array: np.ndarray, geometry: Geometry, path: PathLike, compress: bool = True) -> Path:
     """Write ``array`` (Z, Y, X) with ``geometry`` to ``path`` via a temporary file in the same folder + rename.
 
-    A failure leaves no file at ``path`` and no temporary file behind.
+    The file gets the mode any tool's new file gets (0666 minus the umask: 0644 under the usual 022), not the
+    temporary file's 0600. A failure leaves no file at ``path`` and no temporary file behind.
+
+    Raises:
+        ValueError: ``array`` does not match ``geometry``.
+        OSError: the write failed; the message is one line (disk full, file too large, ITK's reason).
     """
     path = Path(path)
     expected = tuple(reversed(geometry.size))
@@ -89,10 +118,33 @@ def write_image_atomic(array: np.ndarray, geometry: Geometry, path: PathLike, co
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
-        sitk.WriteImage(image, tmp_name, useCompression=compress)
-        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; outputs are plain world-readable files
+        os.chmod(tmp_name, 0o666 & ~_umask())
+        try:
+            sitk.WriteImage(image, tmp_name, useCompression=compress)
+        except RuntimeError as exc:
+            raise OSError(_write_problem(exc, path.parent, array.nbytes)) from None
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _write_problem(exc: RuntimeError, folder: Path, nbytes: int) -> str:
+    """One line on why SimpleITK could not write into ``folder`` (``nbytes``: the uncompressed voxel bytes)."""
+    text = itk_problem(exc)
+    reason = re.search(r"Reason: (.*)$", text)
+    reason_text = reason.group(1) if reason else text
+    free = shutil.disk_usage(folder).free
+    if reason_text == os.strerror(errno.ENOSPC) or free < nbytes // 4:
+        return (f"disk full: {free / 1e6:.1f} MB free in {folder}, the image holds {nbytes / 1e6:.1f} MB "
+                "uncompressed")
+    if reason_text == os.strerror(errno.EFBIG):
+        return "file too large for the file system or for this process's file-size limit (ulimit -f)"
+    return reason_text
