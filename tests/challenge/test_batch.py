@@ -23,11 +23,15 @@ GOOD = ("1ABX000", "1ABX001", "1ABX002")
 
 
 def _release(root: Path) -> Path:
-    """Task1/AB with three good cases and 1ABX999 whose mask is not binary (a bad case)."""
+    """Task1/AB with three good cases and 1ABX999 whose mask holds three values (a bad case; 0/c masks are fine)."""
     make_mini_synthrad(root, n_cases=3, bad_case=True)
     bad = root / "Task1" / "AB" / "1ABX999" / "mask.mha"
     mask = sitk.ReadImage(str(bad))
-    sitk.WriteImage(mask * 2, str(bad))
+    values = sitk.GetArrayFromImage(mask)
+    values.flat[int(np.flatnonzero(values)[0])] = 2
+    three = sitk.GetImageFromArray(values)
+    three.CopyInformation(mask)
+    sitk.WriteImage(three, str(bad))
     return root
 
 
