@@ -67,7 +67,7 @@ def test_every_bad_case_is_skipped_with_its_reason(synthrad_factory, tmp_path: P
         "1ABS002": "ct.mha does not match the input grid: size (64, 64, 20) vs (64, 64, 10)",
         "1ABM003": "missing ct.mha, mask.mha",
     }
-    with pytest.raises(FileExistsError, match="exists"):
+    with pytest.raises(FileExistsError, match="exist"):
         convert_synthrad(root, tmp_path / "raw", task=1, region="AB")
     with pytest.raises(FileNotFoundError, match="no Task2"):
         convert_synthrad(root, tmp_path / "raw", task=2)
