@@ -23,7 +23,6 @@ can report them apart from the tile work.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -34,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from synthct.inference.sliding_window import AMP_DTYPES, _flip_sets
+from synthct.inference.sliding_window import AMP_DTYPES, predict_batch
 
 LOG = logging.getLogger(__name__)
 
@@ -156,25 +155,7 @@ def ensemble_forward(networks: Sequence[Callable[[torch.Tensor], torch.Tensor]],
     Returns:
         (B, C_out, Z, Y, X) float32, contiguous, on ``x.device``.
     """
-    use_amp = x.device.type == "cuda" and amp_dtype is not None
-    flips = _flip_sets(mirror_axes)
-    total: torch.Tensor | None = None
-    for net in networks:
-        for dims in flips:
-            xi = torch.flip(x, dims) if dims else x
-            if channels_last:
-                xi = xi.contiguous(memory_format=torch.channels_last_3d)
-            ctx = (torch.autocast("cuda", dtype=amp_dtype, cache_enabled=autocast_cache) if use_amp
-                   else contextlib.nullcontext())
-            with ctx:
-                y = net(xi)
-            y = y.float()
-            if dims:
-                y = torch.flip(y, dims)
-            total = y if total is None else total.add_(y)
-    assert total is not None
-    n = len(networks) * len(flips)
-    return (total.div_(n) if n > 1 else total).contiguous()
+    return predict_batch(networks, x, mirror_axes, amp_dtype, channels_last, autocast_cache).contiguous()
 
 
 def _sync(device: torch.device) -> None:

@@ -117,7 +117,8 @@ def _flip_sets(mirror_axes: Sequence[int]) -> list[tuple[int, ...]]:
 
 
 def predict_batch(
-    networks: Sequence[Network], x: torch.Tensor, mirror_axes: Sequence[int], amp_dtype: torch.dtype | None
+    networks: Sequence[Network], x: torch.Tensor, mirror_axes: Sequence[int], amp_dtype: torch.dtype | None,
+    channels_last: bool = False, autocast_cache: bool = True,
 ) -> torch.Tensor:
     """Mean over networks and mirror flips of the predictions for one tile batch.
 
@@ -126,6 +127,8 @@ def predict_batch(
         x: tile batch on the compute device.
         mirror_axes: spatial mirror axes for TTA.
         amp_dtype: autocast dtype on CUDA, None for float32.
+        channels_last: feed the networks NDHWC tiles (opt-in switch of :mod:`synthct.inference.accel`).
+        autocast_cache: autocast's weight-cast cache; False inside CUDA-graph capture.
 
     Returns:
         (B, C_out, Z, Y, X) float32 on ``x.device``.
@@ -136,7 +139,10 @@ def predict_batch(
     for net in networks:
         for dims in flips:
             xi = torch.flip(x, dims) if dims else x
-            ctx = torch.autocast("cuda", dtype=amp_dtype) if use_amp else contextlib.nullcontext()
+            if channels_last:
+                xi = xi.contiguous(memory_format=torch.channels_last_3d)
+            ctx = (torch.autocast("cuda", dtype=amp_dtype, cache_enabled=autocast_cache) if use_amp
+                   else contextlib.nullcontext())
             with ctx:
                 y = net(xi)
             y = y.float()
