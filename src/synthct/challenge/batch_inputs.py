@@ -21,6 +21,7 @@ from pathlib import Path
 from synthct.challenge.contract import IMAGE_SUFFIXES, REGION_CODES
 from synthct.challenge.errors import CaseError
 from synthct.challenge.inputs import Case, detect_task, load_case, load_pair, read_region
+from synthct.io.image import images_by_stem
 
 REGIONS: tuple[str, ...] = tuple(REGION_CODES.values())
 TASKS: tuple[str, ...] = ("mri", "cbct")
@@ -57,23 +58,9 @@ class BatchCase:
         return load_pair(self.task, self.region, self.image, self.mask)
 
 
-def _stem(path: Path) -> str | None:
-    for suffix in IMAGE_SUFFIXES:
-        if path.name.endswith(suffix) and len(path.name) > len(suffix):
-            return path.name[: -len(suffix)]
-    return None
-
-
 def _images(folder: Path) -> dict[str, Path]:
     """Stem → image file directly in ``folder`` (hidden files ignored)."""
-    out: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        stem = _stem(path)
-        if stem is not None and path.is_file() and not path.name.startswith("."):
-            if stem in out:
-                raise ValueError(f"two images share the stem {stem!r}: {out[stem]} and {path}")
-            out[stem] = path
-    return out
+    return images_by_stem(folder, IMAGE_SUFFIXES)
 
 
 def _region_from_id(case_id: str) -> str | None:

@@ -148,3 +148,23 @@ def _write_problem(exc: RuntimeError, folder: Path, nbytes: int) -> str:
     if reason_text == os.strerror(errno.EFBIG):
         return "file too large for the file system or for this process's file-size limit (ulimit -f)"
     return reason_text
+
+
+def file_stem(path: Path, suffixes: tuple[str, ...]) -> str | None:
+    """``path``'s name without the first of ``suffixes`` it ends with (``1HNA001.nii.gz`` → ``1HNA001``), else None."""
+    for suffix in suffixes:
+        if path.name.endswith(suffix) and len(path.name) > len(suffix):
+            return path.name[: -len(suffix)]
+    return None
+
+
+def images_by_stem(folder: Path, suffixes: tuple[str, ...], what: str = "image") -> dict[str, Path]:
+    """Stem → image file directly in ``folder`` (hidden files ignored). Raises ValueError when two share a stem."""
+    out: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        stem = file_stem(path, suffixes)
+        if stem is not None and path.is_file() and not path.name.startswith("."):
+            if stem in out:
+                raise ValueError(f"two {what} files share the stem {stem!r}: {out[stem]} and {path}")
+            out[stem] = path
+    return out

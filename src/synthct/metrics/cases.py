@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from synthct.io.image import images_by_stem
+
 #: File name endings read as images.
 IMAGE_SUFFIXES: tuple[str, ...] = (".nii.gz", ".mha", ".nii")
 #: A SynthRAD2025 case id: task 1/2, region, centre letter, three digits.
@@ -66,13 +68,7 @@ def _images(folder: Path, what: str) -> dict[str, Path]:
     layout below it (:func:`release_images`)."""
     if not folder.is_dir():
         raise FileNotFoundError(f"{what} folder {folder} does not exist")
-    out: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        stem = image_stem(path)
-        if stem is not None and path.is_file() and not path.name.startswith("."):
-            if stem in out:
-                raise ValueError(f"two {what} files share the stem {stem!r}: {out[stem]} and {path}")
-            out[stem] = path
+    out = images_by_stem(folder, IMAGE_SUFFIXES, what)
     if not out and what in RELEASE_NAMES:
         out = release_images(folder, RELEASE_NAMES[what])
     return out
