@@ -10,15 +10,21 @@
 #      $SYNTHCT_CI_CACHE) with python3, the machine's CA bundle and the local CPU torch wheel preinstalled;
 #   5. copy the build context (the files .dockerignore lets through) to a scratch folder and add the random-weight
 #      smoke-test models (scripts/make_test_cases.py models) with a models.json routing to them;
-#   6. build synthct-task1 (TASK=mri) and synthct-task2 (TASK=cbct) with `docker build --network host`; build the
-#      repository as-is for each task too, which must fail while weights/<task>/ holds no model (and succeed once
-#      it does);
+#   6. build synthct-task1 (TASK=mri) and synthct-task2 (TASK=cbct) with `docker build --network host` and
+#      TORCH_INDEX_URL=none TORCH_CUDA=cpu (the stand-in's preinstalled CPU torch; the Dockerfile's default, the cu126
+#      index, is unreachable here); build the repository as-is for each task too, which must fail while
+#      weights/<task>/ holds no model (and succeed once it does);
 #   7. run each on test/<task>/input with /input read-only, --network none, --memory 4g, --cap-drop ALL,
 #      no-new-privileges, --pids-limit 256 (plus a read-only root filesystem with a /tmp tmpfs), no --gpus; check the
 #      output with scripts/check_output.py against test/<task>/expected_output.json; run the repository's own images
 #      (bundled demo weights) the same way and check their outputs (no reference summary);
-#   8. pytest -m docker tests/container (image metadata, per-task weights, wrong-task input, arbitrary UID);
-#   9. ./export.sh both tasks, then docker rmi + docker load each tarball and run the reloaded image again.
+#   8. pytest -m docker tests/container (image metadata and torch label, per-task weights, wrong-task input,
+#      arbitrary UID, start-up line, NVIDIA devices visible without CUDA);
+#   9. ./export.sh both tasks (weights baked), then docker rmi + docker load each tarball and run the reloaded image
+#      again; then ./export.sh --weights tarball: images without weights plus model-task<N>.tar.gz; reload each image,
+#      check that it refuses to run without a model, and run it like grand-challenge today: the model tarball
+#      extracted into a read-only bind mount at /opt/ml/model, --network none, read-only /input, a writable /tmp
+#      volume, the image's non-root user; check the outputs against the same references.
 #
 # Any failure, including an engine that does not start, fails the job. Environment: PYTHON (default .venv/bin/python),
 # SYNTHCT_CI_CACHE (default /var/cache/synthct-ci), DEBIAN_MIRROR (default: from the apt sources), KEEP_WORK=1 (keep
@@ -34,6 +40,9 @@ SUITE=bookworm                      # Debian release whose python3 (3.11) matche
 INCLUDE=python3,python3-pip,python3-venv,ca-certificates,passwd
 RUN_FLAGS=(--rm --network none --memory 4g --memory-swap 4g --cap-drop ALL --security-opt no-new-privileges
            --pids-limit 256 --shm-size 128m --read-only --tmpfs /tmp:rw,nosuid,size=1g)
+# The stand-in base preinstalls the CPU torch wheel; the Dockerfile's default (the cu126 index) is unreachable here.
+BUILD_ARGS=(--build-arg TORCH_INDEX_URL=none --build-arg TORCH_CUDA=cpu)
+TASKS=(mri cbct)                    # test/<task>/ cases; Task 1 = mri, Task 2 = cbct
 
 job_start=$(date +%s.%N)
 declare -a timings=()
@@ -199,56 +208,58 @@ record "build context + smoke models" "$(elapsed "$t")"
 
 # --- 6. build --------------------------------------------------------------------------------------------------------
 declare -A image_of=([mri]=$NAME-task1 [cbct]=$NAME-task2)
-for task in mri cbct; do
+for task in "${TASKS[@]}"; do
     t=$(date +%s.%N)
     log "6/9 docker build --network host --build-arg TASK=$task -t ${image_of[$task]}"
-    "$DOCKER" build --network host --build-arg "TASK=$task" -t "${image_of[$task]}" "$ctx"
+    "$DOCKER" build --network host "${BUILD_ARGS[@]}" --build-arg "TASK=$task" -t "${image_of[$task]}" "$ctx"
     record "build ${image_of[$task]}" "$(elapsed "$t")"
 done
 # The repository as-is (real weights/ and resources/models.json) must build only if it holds the task's models.
 declare -A repo_image_of=([mri]=$NAME-repo-task1 [cbct]=$NAME-repo-task2)
 repo_tasks=()
 t=$(date +%s.%N)
-for task in mri cbct; do
+for task in "${TASKS[@]}"; do
     if compgen -G "weights/$task/*/synthct.json" >/dev/null; then
         log "6/9 docker build of the repository itself (TASK=$task): weights/$task/ holds models, so it must build"
-        "$DOCKER" build --network host --build-arg "TASK=$task" -t "${repo_image_of[$task]}" . \
+        "$DOCKER" build --network host "${BUILD_ARGS[@]}" --build-arg "TASK=$task" -t "${repo_image_of[$task]}" . \
             || die "the repository does not build for TASK=$task"
         repo_tasks+=("$task")
     else
         log "6/9 docker build of the repository itself (TASK=$task): no models in weights/$task/, so it must fail"
-        if "$DOCKER" build --network host --build-arg "TASK=$task" -t "${repo_image_of[$task]}" . \
+        if "$DOCKER" build --network host "${BUILD_ARGS[@]}" --build-arg "TASK=$task" -t "${repo_image_of[$task]}" . \
             > "$W/repo-build-$task.log" 2>&1; then
             die "the repository built an image although weights/$task/ holds no model"
         fi
-        grep -m1 'CaseError: .*has no synthct.json' "$W/repo-build-$task.log" \
+        grep -m1 'has no synthct.json' "$W/repo-build-$task.log" \
             || { tail -n 30 "$W/repo-build-$task.log"; die "the repository build failed for another reason"; }
     fi
 done
 record "build of the repository as-is" "$(elapsed "$t")"
 "$DOCKER" image ls
-for task in mri cbct; do
+for task in "${TASKS[@]}"; do
     "$DOCKER" image inspect -f "${image_of[$task]}: {{.Size}} bytes, user {{.Config.User}}, entrypoint \
-{{json .Config.Entrypoint}}, workdir {{.Config.WorkingDir}}, task label {{index .Config.Labels \"synthct.task\"}}" \
-        "${image_of[$task]}"
+{{json .Config.Entrypoint}}, workdir {{.Config.WorkingDir}}, task label {{index .Config.Labels \"synthct.task\"}}, \
+torch label {{index .Config.Labels \"synthct.torch\"}}" "${image_of[$task]}"
 done
 "$DOCKER" history --format '{{.Size}}\t{{.CreatedBy}}' "${image_of[mri]}" | cut -c1-150
 
 # --- 7. run like grand-challenge -------------------------------------------------------------------------------------
-run_case() {  # run_case IMAGE TASK LABEL [reference]: check against test/<task>/expected_output.json unless
-    #           the 4th argument is "none" (other weights than the smoke models: checks 1-4 of check_output.py only)
-    local image=$1 task=$2 label=$3 out=$W/out/$3 t expected=()
+run_case() {  # run_case IMAGE TASK LABEL [reference [DOCKER RUN FLAGS...]]: check against
+    #           test/<task>/expected_output.json unless the 4th argument is "none" (other weights than the smoke
+    #           models: checks 1-4 of check_output.py only); flags after it replace RUN_FLAGS
+    local image=$1 task=$2 label=$3 out=$W/out/$3 t expected=() flags=("${RUN_FLAGS[@]}")
     [[ ${4:-reference} == none ]] || expected=(--expected "test/$task/expected_output.json")
+    [[ $# -gt 4 ]] && flags=("${@:5}")
     mkdir -p "$out" && chmod 777 "$out"
     echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores)"
     t=$(date +%s.%N)
-    "$DOCKER" run "${RUN_FLAGS[@]}" -v "$repo/test/$task/input:/input:ro" -v "$out:/output" "$image" \
+    "$DOCKER" run "${flags[@]}" -v "$repo/test/$task/input:/input:ro" -v "$out:/output" "$image" \
         || die "$image exited with status $? on test/$task/input"
     record "run $label" "$(elapsed "$t")"
     "$PY" scripts/check_output.py --input "test/$task/input" --output "$out" "${expected[@]}" \
         || die "output of $image on test/$task/input fails the checks"
 }
-for task in mri cbct; do
+for task in "${TASKS[@]}"; do
     log "7/9 docker run ${RUN_FLAGS[*]} -v test/$task/input:/input:ro -v OUT:/output ${image_of[$task]}"
     run_case "${image_of[$task]}" "$task" "$task"
 done
@@ -302,10 +313,10 @@ record "pytest -m docker" "$(elapsed "$t")"
 # --- 9. export and reload --------------------------------------------------------------------------------------------
 t=$(date +%s.%N)
 log "9/9 ./export.sh --context $ctx --out $W/export --name $NAME"
-./export.sh --context "$ctx" --out "$W/export" --name "$NAME"
+DOCKER_BUILD_ARGS="${BUILD_ARGS[*]}" ./export.sh --context "$ctx" --out "$W/export" --name "$NAME"
 record "export.sh (both tasks, build cached)" "$(elapsed "$t")"
 ls -l "$W/export"
-for task in mri cbct; do
+for task in "${TASKS[@]}"; do
     image=${image_of[$task]}
     t=$(date +%s.%N)
     "$DOCKER" rmi "$image" >/dev/null
@@ -314,9 +325,52 @@ for task in mri cbct; do
     run_case "$image" "$task" "$task-reloaded"
 done
 
+# --- 9b. model tarball: images without weights, the model extracted read-only at /opt/ml/model --------------------------
+TB=$NAME-tb
+declare -A tb_image_of=([mri]=$TB-task1 [cbct]=$TB-task2) tb_model_of=([mri]=model-task1 [cbct]=model-task2)
+t=$(date +%s.%N)
+log "9/9 ./export.sh --weights tarball --context $ctx --out $W/export-tb --name $TB"
+DOCKER_BUILD_ARGS="${BUILD_ARGS[*]}" ./export.sh --weights tarball --context "$ctx" --out "$W/export-tb" --name "$TB"
+record "export.sh --weights tarball (both tasks)" "$(elapsed "$t")"
+ls -l "$W/export-tb"
+for task in "${TASKS[@]}"; do
+    image=${tb_image_of[$task]}
+    t=$(date +%s.%N)
+    "$DOCKER" rmi "$image" >/dev/null
+    "$DOCKER" load -i "$W/export-tb/$image.tar.gz"
+    record "docker load $image" "$(elapsed "$t")"
+    [[ $("$DOCKER" image inspect -f '{{index .Config.Labels "synthct.weights"}}' "$image") == tarball ]] \
+        || die "$image is not labelled synthct.weights=tarball"
+    "$DOCKER" run --rm --network none --entrypoint sh "$image" -c '! test -e /opt/app/weights' \
+        || die "$image holds /opt/app/weights although it was built with WEIGHTS=tarball"
+    # Without the model: one clear line, exit code 1, nothing written.
+    mkdir -p "$W/out/$task-no-model" && chmod 777 "$W/out/$task-no-model"
+    set +e
+    "$DOCKER" run "${RUN_FLAGS[@]}" -v "$repo/test/$task/input:/input:ro" -v "$W/out/$task-no-model:/output" \
+        "$image" 2> "$W/no-model-$task.log"
+    rc=$?
+    set -e
+    cat "$W/no-model-$task.log"
+    [[ $rc == 1 ]] || die "$image without a model exited with $rc, expected 1"
+    grep -q 'ERROR .*no model routing file found' "$W/no-model-$task.log" || die "$image: no clear missing-model line"
+    [[ -z $(find "$W/out/$task-no-model" -type f) ]] || die "$image wrote files without a model"
+    # The platform's way: model tarball extracted read-only at /opt/ml/model, a writable /tmp volume.
+    mdir=$W/model/$task
+    mkdir -p "$mdir"
+    tar -xzf "$W/export-tb/${tb_model_of[$task]}.tar.gz" -C "$mdir"
+    chmod -R go+rX "$mdir"
+    vol=$TB-tmp-$task
+    "$DOCKER" volume create "$vol" >/dev/null
+    log "9/9 docker run (platform flags) -v ${tb_model_of[$task]}:/opt/ml/model:ro -v $vol:/tmp $image"
+    run_case "$image" "$task" "$task-tarball" reference --rm --network none --memory 4g --memory-swap 4g \
+        --cap-drop ALL --security-opt no-new-privileges --pids-limit 256 --shm-size 128m --read-only \
+        -v "$vol:/tmp" -v "$mdir:/opt/ml/model:ro"
+    "$DOCKER" volume rm "$vol" >/dev/null
+done
+
 # --- summary ---------------------------------------------------------------------------------------------------------
 log "summary"
-for task in mri cbct; do
+for task in "${TASKS[@]}"; do
     image=${image_of[$task]}
     size=$("$DOCKER" image inspect -f '{{.Size}}' "$image")
     gz=$(stat -c %s "$W/export/$image.tar.gz")
@@ -326,4 +380,11 @@ done
 printf 'stand-in %s: %s bytes\n' "$base" "$("$DOCKER" image inspect -f '{{.Size}}' "$base")"
 printf '%s\n' "${timings[@]}"
 printf '%-44s %7s s\n' "total" "$(elapsed "$job_start")"
-echo "container job passed: both images built, ran on test/mri and test/cbct, exported and reloaded"
+for task in "${TASKS[@]}"; do
+    image=${tb_image_of[$task]}
+    size=$("$DOCKER" image inspect -f '{{.Size}}' "$image")
+    gz=$(stat -c %s "$W/export-tb/${tb_model_of[$task]}.tar.gz")
+    printf '%s (no weights): image %s (%s bytes), %s.tar.gz %s bytes\n' "$image" \
+        "$(numfmt --to=iec-i --suffix=B "$size")" "$size" "${tb_model_of[$task]}" "$gz"
+done
+echo "container job passed: baked and tarball-mounted images built, ran on test/{${TASKS[*]}}, exported and reloaded"

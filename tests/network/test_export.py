@@ -143,3 +143,23 @@ def test_fold_all_is_exported_and_loaded(tiny_results: Path, tmp_path: Path) -> 
         assert torch.equal(net(x), reference_output(tiny_results, 0, x))
     with pytest.raises(ValueError, match="fold must be a non-negative integer or 'all', got 'best'"):
         load_model_folder(model, ["best"])
+
+
+def test_licence_is_recorded_and_old_folders_without_it_load(tiny_results: Path, tiny_model: Path,
+                                                              tmp_path: Path) -> None:
+    from synthct.cli.main import main
+
+    out = tmp_path / "licensed"
+    assert main(["export", str(tiny_results), str(out), "--folds", "0", "--licence",
+                 " CC BY-NC 4.0 (trained on SynthRAD2025 data) "]) == 0
+    data = json.loads((out / "synthct.json").read_text())
+    assert data["licence"] == "CC BY-NC 4.0 (trained on SynthRAD2025 data)"
+    assert data["format_version"] == FORMAT_VERSION == 1  # optional key: no format bump
+    assert read_manifest(out).licence == data["licence"]
+    old = tmp_path / "old"
+    shutil.copytree(tiny_model, old)
+    legacy = json.loads((old / "synthct.json").read_text())
+    legacy.pop("licence", None)  # a folder written before the key existed
+    (old / "synthct.json").write_text(json.dumps(legacy))
+    manifest, networks = load_model_folder(old)
+    assert manifest.licence == "" and len(networks) == 2

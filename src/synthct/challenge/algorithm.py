@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -20,10 +21,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from synthct.challenge import diagnostics, model_root
 from synthct.challenge.contract import DEFAULT_INPUT_ROOT, DEFAULT_OUTPUT_ROOT, OUTPUT_DIR
 from synthct.challenge.errors import CaseError
 from synthct.challenge.inputs import Case, load_case
 from synthct.challenge.routing import Route, resolve_route
+from synthct.inference.budget import TimeBudget, budget_seconds, process_start
 from synthct.io.image import write_image_atomic
 
 if TYPE_CHECKING:
@@ -72,8 +75,10 @@ def load_predictor(route: Route, task: str) -> SyntheticCTPredictor:
     return predictor
 
 
-def synthesise(predictor: SyntheticCTPredictor, case: Case, out_path: Path) -> Path:
+def synthesise(predictor: SyntheticCTPredictor, case: Case, out_path: Path, budget: TimeBudget | None = None) -> Path:
     """Predict the sCT of a validated case and write it atomically to ``out_path`` (its folder must exist).
+
+    ``budget``: the case's time budget (may drop TTA, then folds, after the first tile batch; logged).
 
     Raises:
         CaseError: the resampled grid would be unreasonable, the prediction is not finite, or the output cannot be
@@ -82,7 +87,7 @@ def synthesise(predictor: SyntheticCTPredictor, case: Case, out_path: Path) -> P
     from synthct.inference.grid import GridError
 
     try:
-        hu = predictor.predict(case.image, case.mask, case.geometry.spacing_zyx)
+        hu = predictor.predict(case.image, case.mask, case.geometry.spacing_zyx, budget=budget)
     except GridError as exc:
         raise CaseError(case.image_path, str(exc)) from None
     bad = int(np.count_nonzero(~np.isfinite(hu)))
@@ -129,8 +134,13 @@ def _signals_raise() -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def run_case(input_root: Path, output_root: Path, models_json: Path, device: str = "auto") -> Path:
+def run_case(input_root: Path, output_root: Path, models_json: Path, device: str = "auto", *,
+             root: Path | None = None, time_budget: float | None = None, started: float | None = None) -> Path:
     """Synthesise the CT of the case under ``input_root`` into ``output_root``; returns the written file.
+
+    ``root``: the folder the model paths of ``models_json`` are relative to (default: the folder holding
+    ``resources/``). ``time_budget``: seconds for the whole case counted from ``started`` (default: the process's
+    start); None falls back to models.json's ``time_budget``, then $SYNTHCT_TIME_BUDGET; 0 = no budget.
 
     SIGTERM/SIGINT while it runs remove what it created (as any failure does) and raise :class:`Interrupted`
     (a ``SystemExit`` with code 143/130).
@@ -140,23 +150,31 @@ def run_case(input_root: Path, output_root: Path, models_json: Path, device: str
     """
     with _signals_raise():
         try:
-            return _run_case(input_root, output_root, models_json, device)
+            return _run_case(input_root, output_root, models_json, device, root, time_budget, started)
         except Interrupted as exc:
             LOG.error("%s: stopped by %s (exit %s); nothing written", input_root, exc.signal_name, exc.code)
             raise
 
 
-def _run_case(input_root: Path, output_root: Path, models_json: Path, device: str) -> Path:
+def _run_case(input_root: Path, output_root: Path, models_json: Path, device: str, root: Path | None,
+              time_budget: float | None, started: float | None) -> Path:
     t0 = time.perf_counter()
     case = load_case(input_root)
     LOG.info("case %s: task %s, region %s, size %s, spacing %s mm", case.image_path.name, case.task, case.region,
              case.geometry.size, tuple(round(s, 3) for s in case.geometry.spacing))
-    route = resolve_route(models_json, case.task, case.region, device)
+    route = resolve_route(models_json, case.task, case.region, device, root=root)
+    try:
+        seconds = budget_seconds(time_budget, route.options.time_budget)
+    except ValueError as exc:
+        raise CaseError(models_json, str(exc)) from None
+    budget = None if seconds is None else TimeBudget(seconds, process_start() if started is None else started)
     out_dir, created = _prepare_output(output_root)
     path = None
     try:
-        path = synthesise(load_predictor(route, case.task), case, out_dir / case.output_name)
+        path = synthesise(load_predictor(route, case.task), case, out_dir / case.output_name, budget)
         LOG.info("wrote %s in %.1f s", path, time.perf_counter() - t0)
+        if budget is not None:
+            budget.finish()
     except BaseException:
         if path is not None:  # e.g. a signal right after the rename
             path.unlink(missing_ok=True)
@@ -169,21 +187,54 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="SynthRAD2025 grand-challenge entry point: MRI/CBCT → synthetic CT.")
     parser.add_argument("--input", type=Path, default=Path(DEFAULT_INPUT_ROOT), help="input root (default /input)")
     parser.add_argument("--output", type=Path, default=Path(DEFAULT_OUTPUT_ROOT), help="output root (default /output)")
-    parser.add_argument("--models", type=Path, default=None, help="models.json (default: resources/models.json "
+    parser.add_argument("--models", type=Path, default=None, help="models.json (default: /opt/ml/model/models.json "
+                        "or /opt/ml/model/resources/models.json from the model tarball, else resources/models.json "
                         "next to process.py)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if usable; refuses the CPU fallback when "
+                        "NVIDIA devices are visible but CUDA is not) | cpu | cuda | cuda:N")
+    parser.add_argument("--time-budget", type=_seconds, default=None, metavar="SECONDS",
+                        help="per-case time budget counted from the process start; after the first tile batch TTA, "
+                        "then folds are dropped if the projection exceeds it (default: models.json time_budget, "
+                        "else $SYNTHCT_TIME_BUDGET, else none; 0 = none)")
+    parser.add_argument("--check-models", action="store_true", help="only load every model routed for the task "
+                        "($SYNTHCT_TASK, else every routed task) and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
     return parser
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {text!r}")
+    return value
+
+
+def _platform_dir() -> Path:
+    """/opt/ml/model, or $SYNTHCT_PLATFORM_MODEL_DIR (tests, other platforms)."""
+    return Path(os.environ.get("SYNTHCT_PLATFORM_MODEL_DIR") or model_root.PLATFORM_MODEL_DIR)
+
+
 def main(argv: Sequence[str] | None = None, app_root: Path | None = None) -> int:
-    """Run one case; return the exit code (0 success, 1 case error, 2 internal error)."""
+    """Run one case; return the exit code (0 success, 1 case error, 2 internal error or unusable device)."""
+    started = process_start()
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    models = args.models or (app_root or Path.cwd()) / "resources" / "models.json"
     try:
-        run_case(args.input, args.output, models, args.device)
+        device = diagnostics.select_device(args.device)
+    except diagnostics.DeviceError as exc:
+        LOG.error("%s", exc)
+        return 2
+    try:
+        found = model_root.find_model_root(app_root or Path.cwd(), _platform_dir(), args.models)
+        LOG.info("models: %s (%s; model paths relative to %s)", found.models_json, found.source, found.root)
+        if args.check_models:
+            task = os.environ.get("SYNTHCT_TASK")
+            for line in model_root.check_models(found, [task] if task else model_root.routed_tasks(found.models_json)):
+                LOG.info("loads: %s", line)
+            return 0
+        run_case(args.input, args.output, found.models_json, str(device), root=found.root,
+                 time_budget=args.time_budget, started=started)
     except CaseError as exc:
         LOG.error("%s", exc)
         return 1

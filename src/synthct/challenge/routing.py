@@ -4,13 +4,16 @@ Format (version 1)::
 
     {"version": 1,
      "models": {"mri":  {"HN": {"model": "weights/mri/HN", "folds": [0], "step": 0.3, "blend": "mean",
-                                "tta": false, "accel": {}, "note": "..."}, "TH": {...}, "AB": {...}},
+                                "tta": false, "accel": {}, "time_budget": 900, "note": "..."}, "TH": {...},
+                         "AB": {...}},
                 "cbct": {...}}}
 
 ``model`` paths are relative to the application root: the folder that holds ``resources/`` (so the same file works in
-the repository and under /opt/app in the image). Only ``model`` is required; the rest default to the paper's settings.
+the repository and under /opt/app in the image), or the model root that :mod:`synthct.challenge.model_root` passes
+(e.g. ``/opt/ml/model``). Only ``model`` is required; the rest default to the paper's settings.
 ``accel`` holds the opt-in tile-engine switches of :class:`~synthct.inference.accel.AccelOptions` (e.g.
-``{"warmup": true, "channels_last": true}``); unknown keys are refused.
+``{"warmup": true, "channels_last": true}``); unknown keys are refused. ``time_budget`` (seconds per case, optional)
+is the per-case time budget of :mod:`synthct.inference.budget`.
 """
 
 from __future__ import annotations
@@ -47,11 +50,16 @@ def _options(entry: dict[str, Any], device: str) -> InferenceOptions:
         tile_batch=int(entry.get("tile_batch", 0)),
         device=device,
         accel=AccelOptions.from_json(entry.get("accel")),
+        time_budget=None if entry.get("time_budget") is None else float(entry["time_budget"]),
     )
 
 
-def resolve_route(models_json: Path, task: str, region: str, device: str = "auto") -> Route:
-    """Look up (task, region) in ``models_json``. Raises CaseError naming the file when there is no usable entry."""
+def resolve_route(models_json: Path, task: str, region: str, device: str = "auto",
+                  root: Path | None = None) -> Route:
+    """Look up (task, region) in ``models_json``. Raises CaseError naming the file when there is no usable entry.
+
+    ``model`` paths are relative to ``root`` (default: the folder holding ``resources/``, i.e. the file's grandparent).
+    """
     if not models_json.is_file():
         raise CaseError(models_json, "model routing file not found")
     try:
@@ -63,7 +71,7 @@ def resolve_route(models_json: Path, task: str, region: str, device: str = "auto
     entry = data.get("models", {}).get(task, {}).get(region)
     if not isinstance(entry, dict) or "model" not in entry:
         raise CaseError(models_json, f"no model for task {task!r} and region {region!r}")
-    model_dir = (models_json.resolve().parent.parent / entry["model"]).resolve()
+    model_dir = ((root or models_json.resolve().parent.parent) / entry["model"]).resolve()
     if not (model_dir / "synthct.json").is_file():
         raise CaseError(model_dir, f"model folder for task {task!r}, region {region!r} has no synthct.json")
     try:

@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="then route the model's task and regions to OUT_DIR in resources/models.json (synthct route)")
     p.add_argument("--models", type=Path, default=Path("resources") / "models.json",
                    help="routing file for --route (default resources/models.json in the current folder)")
+    p.add_argument("--licence", default=None, metavar="TEXT",
+                   help="licence of the weights, recorded in synthct.json (weights trained on SynthRAD2025 data "
+                   "inherit its CC BY-NC 4.0, e.g. --licence 'CC BY-NC 4.0 (trained on SynthRAD2025 data)')")
     p.set_defaults(func=_run)
 
 
@@ -29,7 +32,8 @@ def _run(args: argparse.Namespace) -> int:
     from synthct.network.export import export_model
 
     out = export_model(args.results_dir, args.out_dir, checkpoint=args.checkpoint, folds=args.folds,
-                       configuration=args.configuration, half=args.fp16, overwrite=args.force)
+                       configuration=args.configuration, half=args.fp16, overwrite=args.force,
+                       licence=args.licence)
     print(out)
     if args.route:
         from synthct.challenge.routing_edit import route_model

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,6 +23,9 @@ from synthct.inference.grid import working_shape
 from synthct.inference.sliding_window import SlidingWindowSettings, sliding_window_predict
 from synthct.network.checkpoint import load_model_folder
 from synthct.typing import HUArray, PathLike, SpacingZYX
+
+if TYPE_CHECKING:
+    from synthct.inference.budget import TimeBudget
 
 LOG = logging.getLogger(__name__)
 AIR_HU = -1000.0
@@ -47,6 +51,9 @@ class InferenceOptions:
             :mod:`synthct.inference.cpu_threads`).
         accel: opt-in tile-engine switches and device resampling (:class:`~synthct.inference.accel.AccelOptions`;
             all off by default).
+        time_budget: per-case time budget in seconds (None = none), for callers that build the
+            :class:`~synthct.inference.budget.TimeBudget` passed to :meth:`SyntheticCTPredictor.predict`
+            (process.py reads it from models.json).
     """
 
     step: float = 0.3
@@ -60,6 +67,7 @@ class InferenceOptions:
     progress: bool = True
     cpu_threads: int | None = None
     accel: AccelOptions = field(default_factory=AccelOptions)
+    time_budget: float | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -112,6 +120,7 @@ class SyntheticCTPredictor:
             configure_cpu_threads(self.options.cpu_threads)
         folds = None if self.options.folds is None else list(self.options.folds)
         self.manifest, networks = load_model_folder(model_dir, folds)
+        self.fold_names = [str(f) for f in (self.manifest.folds if folds is None else folds)]
         if self.options.tta and not self.manifest.trained_with_mirroring:
             raise ValueError(f"mirroring TTA requested, but the model in {model_dir} was not trained with mirroring")
         self.networks = [net.to(self.device).eval() for net in networks]
@@ -136,13 +145,15 @@ class SyntheticCTPredictor:
                                   self.manifest.input_channels, self.settings.mirror_axes, self.options.amp_dtype)
                        if accel.engine_needed else None)
 
-    def predict(self, image: np.ndarray, mask: np.ndarray, spacing_zyx: SpacingZYX) -> HUArray:
+    def predict(self, image: np.ndarray, mask: np.ndarray, spacing_zyx: SpacingZYX,
+                budget: TimeBudget | None = None) -> HUArray:
         """Synthesise CT for one case.
 
         Args:
             image: (Z, Y, X) MR or CBCT, raw scanner units, any real dtype.
             mask: (Z, Y, X) body mask, nonzero = body.
             spacing_zyx: voxel spacing (Z, Y, X) in mm.
+            budget: per-case time budget; after the first tile batch it may drop TTA, then folds (logged).
 
         Returns:
             (Z, Y, X) float32 HU in [-1024, 3071], -1000 outside the mask, on the input grid.
@@ -166,8 +177,10 @@ class SyntheticCTPredictor:
             where = self.device if self.options.accel.resample_on_device else torch.device("cpu")
             z, m = _resample(z.to(where), shape, "trilinear"), _resample(m.to(where), shape, "nearest")
             timer.lap("resample")
+        if budget is not None and budget.fold_names is None:
+            budget.fold_names = self.fold_names
         out = sliding_window_predict(self.networks, z, self.settings, self.device, mask=m[0].cpu().numpy() > 0.5,
-                                     engine=self.engine)
+                                     engine=self.engine, budget=budget)
         timer.lap("tiles")
         if resample:
             out = _resample(out.to(where), image.shape, "trilinear").cpu()

@@ -20,11 +20,12 @@ No nnunetv2 / dynamic_network_architectures imports here.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -33,6 +34,9 @@ from tqdm import tqdm
 
 from synthct.inference.blending import BLEND_MODES, weight_map
 from synthct.inference.tiling import TileSlices, centred_padding, plan_tiles
+
+if TYPE_CHECKING:
+    from synthct.inference.budget import TimeBudget
 
 LOG = logging.getLogger(__name__)
 
@@ -177,11 +181,13 @@ def _stitch(
     batch_size: int,
     accumulate_on: torch.device,
     engine: BatchEngine | None = None,
+    budget: TimeBudget | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass over ``tiles``: returns (sum (C_out, Z, Y, X), weight (Z, Y, X)), float32 on ``accumulate_on``.
 
     The next tile batch is gathered (and, from the CPU, copied asynchronously from pinned memory) while the current
-    one is still computing on the GPU.
+    one is still computing on the GPU. With a ``budget``, the first batch is computed member by member and the
+    budget may shrink the ensemble (networks, mirror axes) for every batch (``synthct.inference.budget``).
     """
     if accumulate_on.type == "cuda" and image.device.type == "cpu":
         image = image.pin_memory()
@@ -201,8 +207,18 @@ def _stitch(
                leave=False)
     with bar:
         upcoming = _gather(image, batches[0], device)
+        mirror_axes = tuple(settings.mirror_axes)
         for i, batch in enumerate(batches):
-            pred = run(upcoming)  # asynchronous on CUDA
+            if i == 0 and budget is not None:
+                kept_nets, kept_axes = list(networks), mirror_axes
+                pred, networks, mirror_axes = budget.first_batch(networks, upcoming, mirror_axes, amp, len(batches))
+                if engine is not None and (len(networks) != len(kept_nets) or mirror_axes != kept_axes):
+                    LOG.info("time budget changed the ensemble: the remaining tile batches run eagerly")
+                    engine = None
+                if engine is None:
+                    run = functools.partial(predict_batch, networks, mirror_axes=mirror_axes, amp_dtype=amp)
+            else:
+                pred = run(upcoming)  # asynchronous on CUDA
             if i + 1 < len(batches):
                 upcoming = _gather(image, batches[i + 1], device)
             pred = pred.to(accumulate_on)  # blocking: a non-blocking device→host copy could be read too early
@@ -262,6 +278,7 @@ def sliding_window_predict(
     device: torch.device | str = "cpu",
     mask: np.ndarray | torch.Tensor | None = None,
     engine: BatchEngine | None = None,
+    budget: TimeBudget | None = None,
 ) -> torch.Tensor:
     """Predict a whole volume tile by tile and blend the tiles.
 
@@ -272,6 +289,7 @@ def sliding_window_predict(
         device: compute device.
         mask: optional (Z, Y, X) boolean body mask for tile skipping.
         engine: optional tile engine of the same ``networks`` (``synthct.inference.accel``); None = eager.
+        budget: optional per-case time budget; may drop TTA and folds after the first tile batch.
 
     Returns:
         (C_out, Z, Y, X) float32 tensor on the CPU.
@@ -309,7 +327,7 @@ def sliding_window_predict(
     if not computed:
         return torch.full((1, *spatial), settings.fill_value, dtype=torch.float32)
     with torch.inference_mode():
-        total, weight = _run_with_fallback(networks, image, computed, settings, device, engine)
+        total, weight = _run_with_fallback(networks, image, computed, settings, device, engine, budget)
         covered = weight > 0
         out = torch.where(covered, total / torch.where(covered, weight, 1.0), settings.fill_value)
         return out[(slice(None), *crop)].cpu()
@@ -322,12 +340,13 @@ def _run_with_fallback(
     settings: SlidingWindowSettings,
     device: torch.device,
     engine: BatchEngine | None = None,
+    budget: TimeBudget | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     batch = auto_tile_batch(networks, image.shape[0], settings, device)
     plan = _attempts(batch, device, settings.accumulate_on_device)
     for i, (size, accumulate_on) in enumerate(plan):
         try:
-            return _stitch(networks, image, tiles, settings, device, size, accumulate_on, engine)
+            return _stitch(networks, image, tiles, settings, device, size, accumulate_on, engine, budget)
         except torch.OutOfMemoryError:
             if i == len(plan) - 1:
                 raise

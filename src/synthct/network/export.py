@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,7 @@ def export_model(
     configuration: str = "3d_fullres",
     half: bool = False,
     overwrite: bool = False,
+    licence: str | None = None,
 ) -> Path:
     """Export ``results_dir`` (nnU-Net results folder) to the model folder ``out_dir``; returns ``out_dir``.
 
@@ -92,6 +94,8 @@ def export_model(
         configuration: nnU-Net configuration name in plans.json.
         half: store floating weights as fp16 (halves the size; loaded back as fp32).
         overwrite: replace an existing ``out_dir``.
+        licence: licence of the weights, recorded in synthct.json (weights trained on SynthRAD2025 data inherit its
+            CC BY-NC 4.0); None = not stated.
 
     Raises:
         FileNotFoundError, FileExistsError, ValueError: with the offending path or value.
@@ -120,6 +124,10 @@ def export_model(
             weights[str(fold)] = rel
             LOG.info("fold %s: %s → %s (epoch %s)", fold, available[fold].name, rel, ckpt.get("current_epoch"))
         manifest = manifest_from_plans(plans, configuration, mirror_axes, weights)
+        if licence is not None:
+            manifest = replace(manifest, licence=licence.strip())
+        else:
+            LOG.info("no licence recorded (--licence); weights trained on SynthRAD2025 data inherit its CC BY-NC 4.0")
         write_manifest(manifest, tmp)
         (tmp / "plans.json").write_text(json.dumps(plans, indent=2))
         (tmp / "dataset.json").write_text(json.dumps(dataset, indent=2))

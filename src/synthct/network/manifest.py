@@ -10,6 +10,8 @@ A model folder is an nnU-Net results folder plus this manifest::
         └── model.safetensors network weights only (fp32 or fp16), or a stock nnU-Net checkpoint_*.pth
 
 Change the format only deliberately and bump :data:`FORMAT_VERSION`; loaders reject versions they do not know.
+Optional keys added later without a bump (old folders lack them and load with the default; readers of format 1
+ignore keys they do not know): ``licence`` (free text, ``synthct export --licence``).
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ class ModelManifest:
         trained_with_mirroring: whether mirror augmentation was used (mirroring TTA allowed only then).
         mirror_axes: spatial axes (0 = Z, 1 = Y, 2 = X) mirrored in training.
         description: free text: what the model was trained on (shown to users).
+        licence: free text: the licence of the weights (e.g. "CC BY-NC 4.0" for weights trained on SynthRAD2025
+            data, which inherit the data's licence); "" = not stated.
         input_channels: number of input channels (1).
         synthct_version: package version that wrote the manifest.
         format_version: manifest format version.
@@ -81,6 +85,7 @@ class ModelManifest:
     trained_with_mirroring: bool = False
     mirror_axes: tuple[int, ...] = ()
     description: str = ""
+    licence: str = ""
     input_channels: int = 1
     synthct_version: str = __version__
     format_version: int = FORMAT_VERSION
@@ -114,6 +119,7 @@ class ModelManifest:
             "task": self.task,
             "regions": list(self.regions),
             "description": self.description,
+            "licence": self.licence,
             "input_channels": self.input_channels,
             "input_normalization": self.input_normalization.to_json(),
             "target_normalization": self.target_normalization.to_json(),
@@ -146,6 +152,7 @@ class ModelManifest:
                 trained_with_mirroring=bool(data.get("trained_with_mirroring", False)),
                 mirror_axes=tuple(int(a) for a in data.get("mirror_axes", ())),
                 description=str(data.get("description", "")),
+                licence=str(data.get("licence", "")),
                 input_channels=int(data.get("input_channels", 1)),
                 synthct_version=str(data.get("synthct_version", "unknown")),
                 extra=dict(data.get("extra", {})),

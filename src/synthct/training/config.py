@@ -3,9 +3,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
+#: Environment variable with TrainConfig fields (a JSON object, or the path of a JSON file) that override the plans'
+#: ``synthct.train_config``; the way to set hyper-parameters for stock ``nnUNetv2_train`` (synthct.training.nnunet_ext).
+TRAIN_CONFIG_ENV = "SYNTHCT_TRAIN_CONFIG"
 AUGMENTATIONS = ("paper", "mild")
 OPTIMIZERS = ("sgd", "adamw")
 #: ``compile`` choices: "stock" (nnU-Net's rule: ``nnUNet_compile``, on by default on CUDA, never on the CPU), "off",
@@ -126,3 +132,27 @@ class TrainConfig:
     def updated(self, **changes: Any) -> TrainConfig:
         """A copy with the given fields changed (``None`` values are ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def with_env_overrides(config: TrainConfig, env: dict[str, str] | None = None) -> tuple[TrainConfig, dict[str, Any]]:
+    """``config`` with the fields in ``$SYNTHCT_TRAIN_CONFIG`` replaced; returns (config, the overrides applied).
+
+    The variable holds a JSON object (``'{"epochs": 1, "iterations_per_epoch": 1}'``) or the path of a JSON file with
+    one. Raises ValueError naming the variable on bad JSON, unknown keys or invalid values.
+    """
+    env = os.environ if env is None else env
+    raw = env.get(TRAIN_CONFIG_ENV, "").strip()
+    if not raw:
+        return config, {}
+    try:
+        text = raw if raw.startswith("{") else Path(raw).read_text()
+        overrides = json.loads(text)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{TRAIN_CONFIG_ENV}={raw!r} is neither a JSON object nor a readable JSON file ({exc})") \
+            from None
+    if not isinstance(overrides, dict):
+        raise ValueError(f"{TRAIN_CONFIG_ENV} must hold a JSON object, got {overrides!r}")
+    try:
+        return TrainConfig.from_json({**config.to_json(), **overrides}), overrides
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{TRAIN_CONFIG_ENV}: {exc}") from None

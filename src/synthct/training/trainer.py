@@ -48,7 +48,7 @@ from tqdm import tqdm
 from synthct.contracts.normalization import TargetNormalization
 from synthct.network.build import build_network
 from synthct.training import validation
-from synthct.training.config import TrainConfig
+from synthct.training.config import TRAIN_CONFIG_ENV, TrainConfig, with_env_overrides
 from synthct.training.dataloading import (
     LEFT_RIGHT_AXIS,
     MILD_ROTATION,
@@ -91,7 +91,8 @@ class SynthCTTrainerL1(nnUNetTrainer):
         self.target_normalization = TargetNormalization.from_json(block["target_normalization"])
         self.n_inputs = int(block.get("input_channels", 1))
         self.enable_deep_supervision = False
-        self.apply_config(TrainConfig.from_json(block.get("train_config", {})))
+        config, self.config_overrides = with_env_overrides(TrainConfig.from_json(block.get("train_config", {})))
+        self.apply_config(config)
 
     # ----------------------------------------------------------------------------------------------- configuration
     def apply_config(self, config: TrainConfig) -> None:
@@ -205,6 +206,8 @@ class SynthCTTrainerL1(nnUNetTrainer):
 
     def on_train_start(self) -> None:
         super().on_train_start()
+        if self.config_overrides:
+            self.print_to_log_file(f"train config overridden by ${TRAIN_CONFIG_ENV}: {self.config_overrides}")
         if self.local_rank == 0:
             (Path(self.output_folder) / "train_config.json").write_text(
                 json.dumps(self.train_config.to_json(), indent=2) + "\n")

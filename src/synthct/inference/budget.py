@@ -1,0 +1,236 @@
+"""Per-case time budget: after the first tile batch, project the whole case and shrink the ensemble if it would not fit.
+
+grand-challenge kills a job at the phase's time limit (default 20 min, which also covers the platform's start, the
+model download and extraction and the upload). A timed-out case has no output at all, so a smaller ensemble that
+finishes beats a full one that does not. The sliding window computes its first tile batch member by member (each
+fold × each mirror flip, timed), then :func:`plan_ensemble` projects::
+
+    total = elapsed so far + batches left × kept folds × kept flips × seconds per member forward + finishing
+
+where *finishing* (un-padding, resampling back, HU conversion, writing) is estimated as the time the case took
+before its first tile (reading, model loading, normalisation): conservative, and measured on this machine. If the
+projection exceeds the budget it drops, in this order and only as far as needed:
+
+1. mirroring TTA (all flips → the plain forward only);
+2. folds, in fold order (the first listed fold first), always keeping at least one.
+
+Every drop is logged with the numbers behind it. The first batch's output is rebuilt from the kept members only, so
+the whole volume is predicted by the same (reduced) ensemble. If even one fold without TTA cannot fit, the case still
+runs (no output is worse than a late one) and a warning says by how much the budget will be exceeded; when the case
+ends over its budget, :meth:`TimeBudget.finish` says so too. The budget never ends silently exceeded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from synthct.inference.sliding_window import Network, _flip_sets, predict_batch
+
+LOG = logging.getLogger(__name__)
+#: Environment variable holding the image's default budget in seconds (set in the Dockerfile).
+BUDGET_ENV = "SYNTHCT_TIME_BUDGET"
+
+
+def process_start(clock: Callable[[], float] = time.monotonic) -> float:
+    """When this process started, on ``clock``'s scale (Linux ``/proc``; elsewhere: now).
+
+    The budget should count the interpreter's start and the torch import too, not only what follows ``main()``.
+    """
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return clock()
+    return clock() - max(age, 0.0)
+
+
+@dataclass(frozen=True)
+class EnsemblePlan:
+    """What to keep of a fold ensemble with ``n_flips`` mirror flips, and the projected case time.
+
+    Attributes:
+        folds: indices (into the ensemble's networks) to keep, in their original order.
+        tta: keep mirroring TTA.
+        projected_s: projected total case time in seconds with this plan.
+        fits: whether ``projected_s`` is within the budget.
+        dropped: human-readable list of what was dropped (empty: nothing).
+    """
+
+    folds: tuple[int, ...]
+    tta: bool
+    projected_s: float
+    fits: bool
+    dropped: tuple[str, ...] = ()
+
+
+def plan_ensemble(budget_s: float, elapsed_s: float, member_s: float, batches_left: int, fold_names: Sequence[str],
+                  n_flips: int, finishing_s: float) -> EnsemblePlan:
+    """The largest ensemble, in the drop order TTA → folds (first listed first), whose projection fits ``budget_s``.
+
+    Args:
+        budget_s: the case's budget in seconds.
+        elapsed_s: seconds spent so far (including the first tile batch).
+        member_s: seconds of one network forward on one tile batch (one fold, one flip).
+        batches_left: tile batches still to compute.
+        fold_names: names of the ensemble's folds, in order (for the log).
+        n_flips: mirror flips per fold (1 = no TTA).
+        finishing_s: estimated seconds after the last tile batch.
+    """
+    n = len(fold_names)
+
+    def projected(n_folds: int, flips: int) -> float:
+        return elapsed_s + batches_left * n_folds * flips * member_s + finishing_s
+
+    dropped: list[str] = []
+    flips = n_flips
+    if projected(n, flips) > budget_s and flips > 1:
+        dropped.append(f"mirroring TTA ({flips} flips -> 1)")
+        flips = 1
+    keep = n
+    while keep > 1 and projected(keep, flips) > budget_s:
+        keep -= 1
+    if keep < n:
+        dropped.append(f"folds {', '.join(fold_names[: n - keep])} (kept {', '.join(fold_names[n - keep:])})")
+    total = projected(keep, flips)
+    return EnsemblePlan(tuple(range(n - keep, n)), flips > 1, total, total <= budget_s, tuple(dropped))
+
+
+def _sync(x: torch.Tensor) -> None:
+    if x.device.type == "cuda":
+        torch.cuda.synchronize(x.device)
+
+
+@dataclass
+class TimeBudget:
+    """A per-case budget of ``seconds`` counted from ``started`` (on ``clock``'s scale).
+
+    Attributes:
+        seconds: the budget.
+        started: start of the case (default: the process's start).
+        fold_names: names of the ensemble's folds, for the log (default "0", "1", ...).
+        clock: monotonic clock in seconds.
+        plan: the decision taken after the first tile batch (None before).
+    """
+
+    seconds: float
+    started: float = field(default_factory=process_start)
+    fold_names: Sequence[str] | None = None
+    clock: Callable[[], float] = time.monotonic
+    plan: EnsemblePlan | None = None
+
+    def __post_init__(self) -> None:
+        if not self.seconds > 0:
+            raise ValueError(f"time budget must be a positive number of seconds, got {self.seconds!r}")
+
+    def elapsed(self) -> float:
+        return self.clock() - self.started
+
+    def first_batch(self, networks: Sequence[Network], x: torch.Tensor, mirror_axes: Sequence[int],
+                    amp_dtype: torch.dtype | None, n_batches: int
+                    ) -> tuple[torch.Tensor, list[Network], tuple[int, ...]]:
+        """Predict the first tile batch member by member, decide what to keep, return its prediction.
+
+        Args:
+            networks: the fold ensemble.
+            x: (B, C, *tile) first tile batch on the compute device.
+            mirror_axes: TTA mirror axes (() = no TTA).
+            amp_dtype: autocast dtype on CUDA.
+            n_batches: tile batches of the whole case, this one included.
+
+        Returns:
+            (prediction of the kept members for ``x``, kept networks, kept mirror axes).
+        """
+        flips = _flip_sets(mirror_axes)
+        t_start = self.clock()
+        finishing = max(t_start - self.started, 0.0)
+        times: list[float] = []
+        total: torch.Tensor | None = None  # every member, in predict_batch's order
+        plain: list[torch.Tensor] = []  # per fold: the unflipped forward
+        flipped: list[torch.Tensor] = []  # per fold: sum over all flips
+        for net in networks:
+            fold_sum: torch.Tensor | None = None
+            for dims in flips:
+                t0 = self.clock()
+                xi = torch.flip(x, dims) if dims else x
+                y = predict_batch([net], xi, (), amp_dtype)
+                if dims:
+                    y = torch.flip(y, dims)
+                _sync(y)
+                times.append(self.clock() - t0)
+                if not dims:
+                    plain.append(y)
+                fold_sum = y.clone() if fold_sum is None else fold_sum.add_(y)
+                total = y.clone() if total is None else total.add_(y)
+            assert fold_sum is not None
+            flipped.append(fold_sum)
+        assert total is not None
+        member_s = statistics.median(times[1:] if len(times) > 1 else times)  # the first forward may warm up
+        names = [str(f) for f in (self.fold_names or range(len(networks)))]
+        self.plan = plan_ensemble(self.seconds, self.elapsed(), member_s, n_batches - 1, names, len(flips),
+                                  finishing)
+        self._log(member_s, n_batches, len(networks), len(flips), finishing)
+        keep = self.plan.folds
+        if len(keep) == len(networks) and (self.plan.tta or len(flips) == 1):
+            return total.div_(len(networks) * len(flips)) if len(networks) * len(flips) > 1 else total, \
+                list(networks), tuple(mirror_axes)
+        parts = [flipped[k] for k in keep] if self.plan.tta else [plain[k] for k in keep]
+        pred = parts[0].clone()
+        for p in parts[1:]:
+            pred.add_(p)
+        pred.div_(len(keep) * (len(flips) if self.plan.tta else 1))
+        return pred, [networks[k] for k in keep], tuple(mirror_axes) if self.plan.tta else ()
+
+    def _log(self, member_s: float, n_batches: int, n_folds: int, n_flips: int, finishing: float) -> None:
+        plan = self.plan
+        assert plan is not None
+        full = self.elapsed() + (n_batches - 1) * n_folds * n_flips * member_s + finishing
+        basis = (f"{self.elapsed():.1f} s elapsed + {n_batches - 1} tile batches x {n_folds} fold(s) x {n_flips} "
+                 f"flip(s) x {member_s:.3f} s + {finishing:.1f} s finishing")
+        if not plan.dropped:
+            LOG.info("time budget %g s: projected %.1f s (%s): keeping the whole ensemble", self.seconds, full,
+                     basis)
+        elif plan.fits:
+            LOG.warning("time budget %g s: projected %.1f s (%s) would exceed it: dropped %s; projected now %.1f s",
+                        self.seconds, full, basis, "; ".join(plan.dropped), plan.projected_s)
+        else:
+            LOG.warning("time budget %g s: projected %.1f s (%s) would exceed it: dropped %s; even so projected "
+                        "%.1f s, %.1f s over the budget: continuing (a late output beats none)", self.seconds, full,
+                        basis, "; ".join(plan.dropped), plan.projected_s, plan.projected_s - self.seconds)
+
+    def finish(self) -> float:
+        """Log the case's time against the budget (a warning when over); returns the elapsed seconds."""
+        elapsed = self.elapsed()
+        if elapsed > self.seconds:
+            LOG.warning("time budget %g s exceeded: the case took %.1f s (%.1f s over)", self.seconds, elapsed,
+                        elapsed - self.seconds)
+        else:
+            LOG.info("time budget %g s: the case took %.1f s", self.seconds, elapsed)
+        return elapsed
+
+
+def budget_seconds(cli: float | None, routed: float | None, env: dict[str, str] | None = None) -> float | None:
+    """The budget in seconds: ``--time-budget`` > models.json ``time_budget`` > $SYNTHCT_TIME_BUDGET > none.
+
+    0 (at any level) switches the budget off. Raises ValueError on a negative or non-numeric value.
+    """
+    env = os.environ if env is None else env
+    sources = (("--time-budget", cli), ("models.json time_budget", routed), (BUDGET_ENV, env.get(BUDGET_ENV)))
+    for source, value in sources:
+        if value is None or value == "":
+            continue
+        try:
+            seconds = float(value)
+        except ValueError:
+            raise ValueError(f"{source} must be a number of seconds, got {value!r}") from None
+        if seconds < 0 or seconds != seconds:
+            raise ValueError(f"{source} must be >= 0 seconds, got {value!r}")
+        return seconds or None
+    return None
