@@ -131,6 +131,36 @@ def test_nothing_is_baked_under_tmp_and_task_is_a_build_argument() -> None:
     assert any(a.startswith("TORCH_INDEX_URL") for a in final_args)
 
 
+def _final_args() -> dict[str, str]:
+    return dict(a.partition("=")[::2] for a in (v for i, v in stages()[-1] if i == "ARG"))
+
+
+def test_default_torch_is_a_pinned_cuda_12_build() -> None:
+    """grand-challenge's driver is undocumented: a CUDA 12.x torch (cu126: driver >= 525, T4 included), the pin of
+    requirements.txt (never 2.9.*, which nnunetv2 2.8.1 refuses), recorded in a label the build checks."""
+    args = _final_args()
+    pin = re.search(r"^torch==(\S+)$", (REPO / "requirements.txt").read_text(), re.M).group(1)
+    assert args["TORCH_VERSION"] == pin and not pin.startswith("2.9.")
+    assert re.fullmatch(r"cu12\d", args["TORCH_CUDA"]), args["TORCH_CUDA"]
+    assert args["TORCH_INDEX_URL"] == "auto"  # = https://download.pytorch.org/whl/$TORCH_CUDA
+    labels = " ".join(v for i, v in stages()[-1] if i == "LABEL")
+    assert 'synthct.torch="${TORCH_VERSION}+${TORCH_CUDA}"' in labels
+    runs = " ".join(v for i, v in stages()[-1] if i == "RUN")
+    assert "https://download.pytorch.org/whl/$TORCH_CUDA" in runs and "torchvision==" in runs
+    assert "is not the TORCH_CUDA build" in runs
+
+
+def test_weights_mode_and_time_budget_defaults() -> None:
+    args = _final_args()
+    assert args["WEIGHTS"] == "baked"
+    envs = " ".join(v for i, v in stages()[-1] if i == "ENV")
+    budget = int(re.search(r"SYNTHCT_TIME_BUDGET=(\d+)", envs).group(1))
+    assert 0 < budget <= 20 * 60 - 180  # a margin under the platform's default 20-min job limit
+    assert "SYNTHCT_TASK=${TASK}" in envs
+    runs = " ".join(v for i, v in stages()[-1] if i == "RUN")
+    assert "/opt/ml/model" in runs and "--check-models" in runs
+
+
 def test_dockerignore_whitelists_exactly_what_the_dockerfile_copies() -> None:
     lines = [ln.strip() for ln in DOCKERIGNORE.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     assert lines[0] == "*"
@@ -245,4 +275,29 @@ def test_task1_image_runs_as_an_arbitrary_uid(image_configs: dict[str, dict]) ->
     assert proc.returncode == 0, proc.stderr
     problems = _checker().check(test / "input", out, test / "expected_output.json")
     assert problems == []
+    shutil.rmtree(out.parent, ignore_errors=True)
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("task", list(IMAGES))
+def test_torch_label_matches_the_installed_torch(task: str, image_configs: dict[str, dict]) -> None:
+    label = image_configs[task]["Labels"]["synthct.torch"]
+    proc = _run("run", "--rm", "--network", "none", "--entrypoint", "python", image_name(task), "-c",
+                "import torch; print(torch.__version__)")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == label
+
+
+@pytest.mark.docker
+def test_startup_line_and_no_cpu_fallback_with_visible_nvidia_devices(image_configs: dict[str, dict]) -> None:
+    """NVIDIA_VISIBLE_DEVICES set (as the NVIDIA runtime does) but no usable CUDA: exit 2 at once, nothing written."""
+    out = _scratch("nvidia-visible")
+    proc = _gc_run(image_name("mri"), REPO / "test" / "mri" / "input", out, "-e", "NVIDIA_VISIBLE_DEVICES=all")
+    assert proc.returncode == 2, proc.stderr
+    assert re.search(r"INFO synthct\.challenge\.diagnostics: torch \S+ \| CUDA build \S+ \| cuDNN \S+ \| device cpu"
+                     r" \| driver ", proc.stderr), proc.stderr
+    assert "NVIDIA device(s) visible (NVIDIA_VISIBLE_DEVICES=all) but CUDA is unusable" in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if " ERROR " in ln]
+    assert len(errors) == 1, proc.stderr
+    assert not any(p.is_file() for p in out.rglob("*"))
     shutil.rmtree(out.parent, ignore_errors=True)

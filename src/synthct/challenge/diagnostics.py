@@ -82,7 +82,7 @@ def driver_info(version_file: Path = DRIVER_VERSION_FILE) -> DriverInfo:
 def _cudnn() -> str:
     try:
         version = torch.backends.cudnn.version()
-    except (RuntimeError, OSError):
+    except Exception:  # noqa: BLE001 - a diagnostic must never stop the run
         return "unavailable"
     return "none" if version is None else str(version)
 
