@@ -6,7 +6,6 @@ container sees it: a ``/dev/nvidia0`` node (a file in a folder standing in for /
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pytest
@@ -60,11 +59,15 @@ def test_likely_cause_names_an_old_driver() -> None:
     assert "initialisation failed (boom)" in likely_cause("12.6", DriverInfo("560.1", (12, 6)), "boom")
 
 
-def test_startup_line_on_the_cpu(no_devices: Path, case, tmp_path: Path, caplog) -> None:
+def _lines(err: str, level: str) -> list[str]:
+    """Messages of ``level`` in main()'s log output ("HH:MM:SS LEVEL logger: message")."""
+    return [ln.split(": ", 1)[1] for ln in err.splitlines() if f" {level} synthct" in ln]
+
+
+def test_startup_line_on_the_cpu(no_devices: Path, case, tmp_path: Path, capsys) -> None:
     app, inp = case
-    with caplog.at_level(logging.INFO):
-        assert _run(app, inp, tmp_path / "out", "auto") == 0  # no NVIDIA device: the CPU, as on a laptop
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("torch ")]
+    assert _run(app, inp, tmp_path / "out", "auto") == 0  # no NVIDIA device: the CPU, as on a laptop
+    lines = [m for m in _lines(capsys.readouterr().err, "INFO") if m.startswith("torch ")]
     assert lines == [f"torch {torch.__version__} | CUDA build {torch.version.cuda or 'none'} | cuDNN none | "
                      f"device cpu | driver {diagnostics.driver_info().describe()}"]
     assert len(files_under(tmp_path / "out")) == 1
@@ -72,18 +75,18 @@ def test_startup_line_on_the_cpu(no_devices: Path, case, tmp_path: Path, caplog)
 
 @pytest.mark.parametrize("sign", ["node", "env"])
 def test_visible_devices_without_cuda_fail_at_once(sign: str, no_devices: Path, case, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+                                                   monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     if sign == "node":
         (no_devices / "nvidia0").touch()
     else:
         monkeypatch.setenv("NVIDIA_VISIBLE_DEVICES", "GPU-1234")
     app, inp = case
-    with caplog.at_level(logging.INFO):
-        assert _run(app, inp, tmp_path / "out", "auto") == 2
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert _run(app, inp, tmp_path / "out", "auto") == 2
+    err = capsys.readouterr().err
+    warnings = _lines(err, "WARNING")
     assert any("NVIDIA device(s) visible" in w and "CUDA is unusable" in w and "CPU-only build" in w
-               for w in warnings), warnings
-    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+               for w in warnings), err
+    errors = _lines(err, "ERROR")
     assert len(errors) == 1 and "CUDA is unusable" in errors[0]
     assert files_under(tmp_path / "out") == []  # failed before reading the case: nothing written
 
@@ -95,12 +98,11 @@ def test_device_cpu_forces_the_cpu_even_with_visible_devices(no_devices: Path, c
     assert len(files_under(tmp_path / "out")) == 1
 
 
-def test_device_cuda_always_requires_cuda(no_devices: Path, case, tmp_path: Path, caplog) -> None:
+def test_device_cuda_always_requires_cuda(no_devices: Path, case, tmp_path: Path, capsys) -> None:
     app, inp = case
-    with caplog.at_level(logging.ERROR):
-        assert _run(app, inp, tmp_path / "out", "cuda") == 2
-    (error,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert _run(app, inp, tmp_path / "out", "cuda") == 2
+    (error,) = _lines(capsys.readouterr().err, "ERROR")
     assert error.startswith("device 'cuda' requested but CUDA is unusable")
-    with caplog.at_level(logging.ERROR):
-        assert _run(app, inp, tmp_path / "out", "tpu") == 2
+    assert _run(app, inp, tmp_path / "out", "tpu") == 2
+    assert "unknown device 'tpu'" in capsys.readouterr().err
     assert files_under(tmp_path / "out") == []

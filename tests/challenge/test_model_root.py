@@ -96,13 +96,12 @@ def test_process_py_runs_from_an_extracted_model_tarball(tmp_path: Path, tiny_mo
 
 
 def test_without_any_model_process_py_fails_with_one_line(tmp_path: Path, porcine_images,
-                                                          monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+                                                          monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.setenv("SYNTHCT_PLATFORM_MODEL_DIR", str(tmp_path / "absent"))
     image, mask = porcine_images
     inp = make_gc_folder(tmp_path / "in", image[:, :, :8], mask[:, :, :8])
-    with caplog.at_level(logging.ERROR):
-        assert main(["--input", str(inp), "--output", str(tmp_path / "out"), "--device", "cpu"],
-                    app_root=tmp_path / "app") == 1
-    (error,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert main(["--input", str(inp), "--output", str(tmp_path / "out"), "--device", "cpu"],
+                app_root=tmp_path / "app") == 1
+    (error,) = [ln for ln in capsys.readouterr().err.splitlines() if " ERROR " in ln]
     assert "no model routing file found" in error
     assert files_under(tmp_path / "out") == []
