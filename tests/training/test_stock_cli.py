@@ -2,11 +2,15 @@
 iteration on the CPU, on the session's mini dataset (real porcine crops), then ``synthct export`` of its result.
 
 The trainer is found by nnunetv2's own search (``nnunetv2/utilities/find_objects.py``), not by synthct's registry;
-the hyper-parameters come from ``$SYNTHCT_TRAIN_CONFIG``. nnunetv2 searches its own trainer package first, which
-imports ``timm``, which imports ``torchvision`` when it is installed (timm treats it as optional). Where the installed
-torchvision is a build that cannot load beside this torch (the CPU-only CI and dev machines: PyPI's torchvision 0.28
-is a CUDA 13 build), ``import torchvision`` raises and stock nnU-Net cannot find any trainer but its default; there
-the test runs the same console-script function with torchvision marked absent, as on a machine without it.
+the hyper-parameters come from ``$SYNTHCT_TRAIN_CONFIG``.
+
+Where ``import torchvision`` works, the test runs the unmodified ``nnUNetv2_train`` console script. nnunetv2 first
+searches its own trainer package, whose ``primus`` trainers import ``timm``, which needs ``torchvision``. On the CPU
+machines of this project the installed torchvision is PyPI's CUDA 13 build beside a CPU torch and cannot be
+imported (``RuntimeError: operator torchvision::nms does not exist``), so stock nnU-Net cannot resolve *any*
+non-default trainer there, synthct's or its own. In that case only that first, internal search is skipped: the test
+calls nnunetv2's ``recursive_find_python_class`` exactly as ``find_objects.py`` does for each ``nnUNet_extTrainer``
+folder, hands the class it returns to the stock entry point ``run_training_entry`` and runs the rest unchanged.
 """
 
 from __future__ import annotations
@@ -63,13 +67,21 @@ def test_stock_nnunetv2_train_one_iteration(planned_dataset: str, nnunet_dirs: d
             "-device", "cpu"]
     if _torchvision_imports(env):
         cmd = [str(Path(sys.executable).parent / "nnUNetv2_train"), *args]
-    else:
-        cmd = [sys.executable, "-c", "import sys; sys.modules['torchvision'] = None; "  # = not installed
-               "from nnunetv2.run.run_training import run_training_entry; "
-               f"sys.argv = ['nnUNetv2_train', *{args!r}]; run_training_entry()"]
+    else:  # see the module docstring: nnU-Net's own external-folder lookup, then the stock entry point
+        cmd = [sys.executable, "-c", f"""
+import os, sys
+from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
+import nnunetv2.run.run_training as run_training
+path = os.environ["nnUNet_extTrainer"]
+found = recursive_find_python_class(path, "SynthCTTrainerL1", None, base_folder=path, verbose=True,
+                                    cleanup_imports_from_base_folder=True)
+run_training.recursive_find_trainer_class_by_name = lambda name: found
+sys.argv = ["nnUNetv2_train", *{args!r}]
+run_training.run_training_entry()
+"""]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert f"Using trainer 'SynthCTTrainerL1' from: {EXT_PATH}" in proc.stdout
+    assert "Found class SynthCTTrainerL1 in synthct_trainers" in proc.stdout  # nnU-Net's own lookup found it
     results = nnunet_dirs["results"] / planned_dataset / "SynthCTTrainerL1__synthctResUNetPlans__3d_fullres"
     fold = results / "fold_0"
     checkpoint = torch.load(fold / "checkpoint_final.pth", weights_only=False)
