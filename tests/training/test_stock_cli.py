@@ -56,8 +56,11 @@ def test_stock_nnunetv2_train_one_iteration(planned_dataset: str, nnunet_dirs: d
                                             tmp_path: Path) -> None:
     from synthct.network.checkpoint import load_model_folder
     from synthct.network.export import export_model
+    from synthct.paths import use_nnunet_paths
     from synthct.preprocessing.preprocessor import preprocess_dataset
 
+    # CLI tests that ran before (``--preprocessed DIR``) repoint nnU-Net's process-wide folders: use the session's.
+    use_nnunet_paths(nnunet_dirs["raw"], nnunet_dirs["preprocessed"], nnunet_dirs["results"])
     preprocess_dataset(planned_dataset, "synthctResUNetPlans", num_processes=1)
     env = {**os.environ, "nnUNet_raw": str(nnunet_dirs["raw"]), "nnUNet_preprocessed": str(nnunet_dirs["preprocessed"]),
            "nnUNet_results": str(nnunet_dirs["results"]), "nnUNet_extTrainer": EXT_PATH, "nnUNet_n_proc_DA": "0",
