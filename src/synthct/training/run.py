@@ -8,8 +8,10 @@ in the trainer splits the batch over the ranks.
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import torch
 from nnunetv2.paths import nnUNet_preprocessed
 from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 from torch import distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from synthct.paths import DistributedEnv, distributed_env
 from synthct.preprocessing.plans import load_plans
@@ -152,6 +155,8 @@ def train(dataset: str | int, fold: int | str, plans_name: str = "synthctResUNet
     if torch_device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.set_num_threads(1)
+    runner: SynthCTTrainerL1 | None = None
+    finished = False
     try:
         runner = build_trainer(plans, dataset_json, fold, config, trainer, configuration, torch_device,
                                continue_training and not validation_only)
@@ -170,10 +175,34 @@ def train(dataset: str | int, fold: int | str, plans_name: str = "synthctResUNet
                 _load(runner, "checkpoint_best.pth")
         if validate or validation_only:
             runner.perform_actual_validation()
+        finished = True
     finally:
         if joined:
-            dist.destroy_process_group()
+            _leave_process_group(runner, finished)
     return Path(runner.output_folder)
+
+
+#: Seconds the main thread sleeps (GIL released) between the last collective and the group's teardown.
+TEARDOWN_GRACE_S = 0.2
+
+
+def _leave_process_group(runner: SynthCTTrainerL1 | None, finished: bool) -> None:
+    """Leave the torchrun group so that teardown cannot deadlock.
+
+    Measured here (torch 2.13, gloo, 2 CPU ranks): about one run in three hung for ever at exit. The main thread
+    freed the last reference to the group (through the DDP reducer) while holding the GIL, and the group's
+    destructor joined a gloo worker thread that was itself waiting for the GIL to release the tensors of the last
+    ``all_gather_object``. So, on success: a barrier (it waits for all earlier collectives, with the GIL
+    released), the DDP wrapper dropped while the group is still registered, a short GIL-free pause for the workers
+    to finish, and only then ``destroy_process_group``. After a failure the barrier is skipped: the other ranks may
+    never reach it (torchrun stops them)."""
+    if finished:
+        dist.barrier()
+    if runner is not None and isinstance(runner.network, DistributedDataParallel):
+        runner.network = runner.network.module
+    gc.collect()
+    time.sleep(TEARDOWN_GRACE_S)
+    dist.destroy_process_group()
 
 
 def _load(runner: SynthCTTrainerL1, name: str) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from time import time
@@ -70,6 +71,30 @@ def _gather(value: Any) -> list[Any]:
     out: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(out, value)
     return out
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global generators (data sampling runs in the main process with
+    ``nnUNet_n_proc_DA=0``; worker processes of the multi-threaded augmenter draw their own seeds)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def freeze_deep_supervision_heads(network: nn.Module) -> int:
+    """Set ``requires_grad=False`` on the decoder's lower-resolution output heads (``seg_layers[:-1]``), which never
+    take part in the loss without deep supervision; returns how many tensors were frozen.
+
+    Without this, DDP's reducer waits for their gradients and the second iteration of a multi-rank run fails
+    ("Expected to have finished reduction in the prior iteration"). Single-process training is unchanged: those
+    parameters got no gradient, so the optimizer already left them alone."""
+    heads = getattr(getattr(network, "decoder", None), "seg_layers", None)
+    if heads is None or len(heads) < 2:
+        return 0
+    frozen = [p for layer in list(heads)[:-1] for p in layer.parameters()]
+    for p in frozen:
+        p.requires_grad_(False)
+    return len(frozen)
 
 
 class SynthCTTrainerL1(nnUNetTrainer):
@@ -131,6 +156,7 @@ class SynthCTTrainerL1(nnUNetTrainer):
         self.num_input_channels = self.n_inputs
         self.network = self.build_network_architecture(self.plans_manager, self.configuration_manager,
                                                        self.n_inputs, 1, False).to(self.device)
+        freeze_deep_supervision_heads(self.network)
         if self.train_config.channels_last:
             self.print_to_log_file("Using the channels-last 3-D memory format")
             self.network = self.network.to(memory_format=torch.channels_last_3d)
@@ -205,6 +231,8 @@ class SynthCTTrainerL1(nnUNetTrainer):
         return loaders
 
     def on_train_start(self) -> None:
+        if self.train_config.seed is not None:  # before the data loaders draw their first batches
+            seed_everything(self.train_config.seed + self.local_rank)
         super().on_train_start()
         if self.config_overrides:
             self.print_to_log_file(f"train config overridden by ${TRAIN_CONFIG_ENV}: {self.config_overrides}")
