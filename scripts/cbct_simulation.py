@@ -185,8 +185,7 @@ def _lag_corr(values: np.ndarray, valid: np.ndarray, lag: int) -> float:
 
 def _fov_geometry(cbct: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Per-slice FOV (Z, Y, X), normalised radius r/R and normalised AP position (−1 anterior … +1), mean R (voxels)."""
-    sys.path.insert(0, str(REPO / "src"))
-    from synthct.preprocessing.outline import slice_fov
+    from synthct.preprocessing.outline import slice_fov  # the installed package (make venv)
 
     fov, rn, ap, radii = [], [], [], []
     yy, xx = np.ogrid[: cbct.shape[1], : cbct.shape[2]]

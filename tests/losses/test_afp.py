@@ -102,3 +102,40 @@ def test_strict_loading_fails_loudly(extractor_dir: Path, tmp_path: Path) -> Non
         load_feature_extractor(extractor_dir, checkpoint="best")
     with pytest.raises(ValueError, match="feature tap"):
         load_feature_extractor(extractor_dir, taps=[("encoder", 9)])
+
+
+def test_bundled_extractor_round_trip_in_fp16(extractor_dir: Path, tmp_path: Path) -> None:
+    from synthct.losses.feature_extractor import export_extractor
+
+    out = export_extractor(extractor_dir, tmp_path / "bundle", fold=0, provenance="demo extractor\n")
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "PROVENANCE.md", "dataset.json", "fold_0/checkpoint_final.safetensors", "plans.json"]
+    assert not list(tmp_path.glob(".bundle.*"))  # the staging folder is gone
+    x = torch.randn(2, 1, 8, 32, 64)
+    stock, bundled = load_feature_extractor(extractor_dir), load_feature_extractor(out)
+    assert all(p.dtype == torch.float32 for p in bundled.parameters())
+    for a, b in zip(stock(x), bundled(x), strict=True):
+        assert torch.allclose(a, b, rtol=0, atol=2e-2 * float(a.abs().max()))
+    with pytest.raises(FileNotFoundError, match="checkpoint_best.pth"):
+        export_extractor(extractor_dir, tmp_path / "never", fold=0, checkpoint="best")
+    assert not (tmp_path / "never").exists()
+
+
+def test_random_extractor_is_seeded_needs_no_weights_and_differs(extractor_dir: Path, tmp_path: Path) -> None:
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("plans.json", "dataset.json"):
+        shutil.copyfile(extractor_dir / name, bare / name)
+    torch.manual_seed(1)
+    first = load_feature_extractor(bare, init="random")
+    torch.manual_seed(2)  # whatever the caller's generator holds
+    second = load_feature_extractor(extractor_dir, init="random")
+    trained = load_feature_extractor(extractor_dir)
+    a, b, t = (dict(e.network.named_parameters()) for e in (first, second, trained))
+    conv = next(k for k in a if k.endswith("conv.weight"))
+    assert all(torch.equal(a[k], b[k]) for k in a) and not torch.equal(a[conv], t[conv])
+    assert (first.ct_clip, first.ct_mean, first.ct_std) == (trained.ct_clip, trained.ct_mean, trained.ct_std)
+    with pytest.raises(ValueError, match="extractor init must be one of"):
+        load_feature_extractor(extractor_dir, init="imagenet")
+    with pytest.raises(FileNotFoundError, match="checkpoint_final.pth"):
+        load_feature_extractor(bare)

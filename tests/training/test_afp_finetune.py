@@ -146,3 +146,37 @@ def test_finetune_cli_rejects_missing_inputs(nnunet_env: dict[str, Path], tmp_pa
     extractor_args = build_parser().parse_args(["extractor", "train", "931", "--spacing", "2.5", "1", "1",
                                                 "--fold", "all", "--epochs", "1"])
     assert extractor_args.spacing == [2.5, 1.0, 1.0] and extractor_args.func.__name__ == "_train"
+
+
+def test_l1_control_skips_the_extractor_and_a_seed_repeats_the_batches(planned_dataset: str,
+                                                                       nnunet_env: dict[str, Path],
+                                                                       extractor_dir: Path,
+                                                                       stage1_checkpoint: Path) -> None:
+    """The experiment's arms: 5·L1 + 0·AFP never runs the extractor; --seed gives every arm the same patches;
+    afp_extractor_init="random" reaches the loaded extractor."""
+    from synthct.preprocessing.plans import load_plans
+    from synthct.training.afp_trainer import afp_config
+    from synthct.training.run import build_trainer
+
+    base = nnunet_env["preprocessed"] / planned_dataset
+    batches = []
+    for init, weight in (("trained", 0.0), ("random", 1.0)):
+        config = afp_config(epochs=1, iterations_per_epoch=1, val_iterations_per_epoch=1, seed=7, afp_weight=weight,
+                            afp_extractor=str(extractor_dir), afp_fold="all", afp_extractor_init=init,
+                            init_checkpoint=str(stage1_checkpoint))
+        trainer = build_trainer(load_plans(base, "synthctUNetPlans"), json.loads((base / "dataset.json").read_text()),
+                                0, config, trainer="afp", device=torch.device("cpu"))
+        trainer.initialize()
+        trainer.on_train_start()
+        batch = next(trainer.dataloader_train)
+        batches.append(batch)
+        data, z, _, seg = trainer._to_device(batch)
+        if weight == 0:
+            trainer.afp.extractor.forward = None  # the control must not call it
+            with torch.no_grad():
+                total, l1, afp = trainer.compute_loss(trainer.network(data), z, seg)
+            assert afp.item() == 0 and total.item() == pytest.approx(5.0 * l1.item(), rel=1e-6)
+        else:
+            assert "random weights" in "".join(p.read_text() for p in
+                                               Path(trainer.output_folder).glob("training_log_*.txt"))
+    assert np.array_equal(np.asarray(batches[0]["data"]), np.asarray(batches[1]["data"]))

@@ -9,7 +9,7 @@ from synthct.paths import add_path_arguments
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("extractor", help="build the AFP feature extractor's training data")
+    p = sub.add_parser("extractor", help="the AFP feature extractor: training data, training, bundling")
     steps = p.add_subparsers(dest="extractor_command", required=True, metavar="STEP")
     labels = steps.add_parser(
         "labels", help="TotalSegmentator 'total' on CTs → 7 compact groups → nnU-Net raw dataset",
@@ -48,6 +48,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_path_arguments(train, "raw", "preprocessed", "results")
     train.set_defaults(func=_train)
 
+    export = steps.add_parser(
+        "export", help="bundle a trained extractor: plans, dataset.json, fp16 safetensors (what finetune takes)",
+        description="Copies plans.json and dataset.json of the results folder printed by 'train' and writes "
+                    "fold_<fold>/checkpoint_<checkpoint>.safetensors in fp16 (loaded back as float32), plus an "
+                    "optional PROVENANCE.md; the copy is checked to load before it replaces OUT.")
+    export.add_argument("results", help="extractor results folder (nnUNetTrainer__synthctExtractorPlans__3d_fullres)")
+    export.add_argument("out", help="folder to write (replaced if it exists)")
+    export.add_argument("--fold", default="all", help="fold to bundle (default all)")
+    export.add_argument("--checkpoint", choices=("final", "best"), default="final")
+    export.add_argument("--provenance", default=None, help="a Markdown file to copy as PROVENANCE.md")
+    export.set_defaults(func=_export)
+
 
 def _labels(args: argparse.Namespace) -> int:
     from pathlib import Path
@@ -66,6 +78,17 @@ def _labels(args: argparse.Namespace) -> int:
     if Path(args.out).exists() and not args.force:  # before TotalSegmentator runs
         raise FileExistsError(f"extractor dataset folder {args.out} exists; pass --force to replace it")
     print(build_extractor_dataset(args.ct_dir, args.out, runner=runner, labels_dir=args.labels, overwrite=args.force))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from synthct.losses.feature_extractor import export_extractor
+
+    fold = args.fold if args.fold == "all" else int(args.fold)
+    provenance = Path(args.provenance).read_text() if args.provenance else ""
+    print(export_extractor(args.results, args.out, fold, args.checkpoint, provenance))
     return 0
 
 

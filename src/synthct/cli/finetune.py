@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--extractor-fold", default="auto",
                    help="fold of the extractor checkpoint (default auto: 0 if it has the checkpoint, else 'all')")
     p.add_argument("--extractor-checkpoint", choices=("final", "best"), default="final")
+    p.add_argument("--extractor-init", choices=("trained", "random"), default="trained",
+                   help="random: the extractor's architecture with seeded random weights (a control)")
     p.add_argument("--plans", default="synthctResUNetPlans", help="plans name (default synthctResUNetPlans)")
     p.add_argument("--configuration", default="3d_fullres")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default 500)")
@@ -33,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="normalise the feature maps before the L1 (default none)")
     p.add_argument("--augmentation", choices=("paper", "mild"), default=None, help="preset (default paper = none)")
     p.add_argument("--save-every", type=int, default=None, help="epochs between checkpoint_latest writes (50)")
+    p.add_argument("--seed", type=int, default=None, help="seed Python/numpy/torch at the start (default unseeded)")
     p.add_argument("--device", default="auto", help="auto | cuda | cuda:N | cpu")
     p.add_argument("--continue", dest="continue_training", action="store_true",
                    help="resume the fine-tune from its latest (else final, else best) checkpoint")
@@ -56,9 +59,9 @@ def _run(args: argparse.Namespace) -> int:
                         val_iterations_per_epoch=args.val_iterations, initial_lr=args.lr,
                         l1_weight=args.l1_weight, afp_weight=args.afp_weight, afp_masked=args.masked,
                         afp_feature_norm=args.feature_norm, augmentation=args.augmentation,
-                        save_every=args.save_every, afp_extractor=str(Path(args.extractor).resolve()),
+                        save_every=args.save_every, seed=args.seed, afp_extractor=str(Path(args.extractor).resolve()),
                         afp_fold=extractor_fold, afp_checkpoint=args.extractor_checkpoint,
-                        init_checkpoint=str(Path(args.init).resolve()))
+                        init_checkpoint=str(Path(args.init).resolve()), afp_extractor_init=args.extractor_init)
     out = train(args.dataset, args.fold, args.plans, config, "afp", args.configuration, args.device,
                 args.continue_training, validate=not args.no_validation)
     print(out)
@@ -66,13 +69,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _extractor_fold(results: Path, fold: str, checkpoint: str) -> int | str:
-    """The extractor fold whose ``checkpoint_<checkpoint>.pth`` exists ("auto": 0, else "all"), checked before any
-    training folder is created."""
+    """The extractor fold whose ``checkpoint_<checkpoint>.pth`` (or bundled ``.safetensors``) exists ("auto": 0,
+    else "all"), checked before any training folder is created."""
+    from synthct.losses.feature_extractor import extractor_checkpoint
+
     candidates = ["0", "all"] if fold == "auto" else [fold]
     for name in candidates:
-        if (results / f"fold_{name}" / f"checkpoint_{checkpoint}.pth").is_file():
+        if extractor_checkpoint(results, name, checkpoint).is_file():
             return name if name == "all" else int(name)
     wanted = " or ".join(f"fold_{c}/checkpoint_{checkpoint}.pth" for c in candidates)
-    found = sorted(p.parent.name for p in results.glob(f"fold_*/checkpoint_{checkpoint}.pth"))
-    raise FileNotFoundError(f"no extractor checkpoint {wanted} in {results}"
+    found = sorted({p.parent.name for p in results.glob(f"fold_*/checkpoint_{checkpoint}.*")})
+    raise FileNotFoundError(f"no extractor checkpoint {wanted} (or .safetensors) in {results}"
                             f"{f' (found: {found}; pass --extractor-fold)' if found else ''}")

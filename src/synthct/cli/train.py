@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", default=None,
                    choices=("stock", "off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
                    help="torch.compile: stock (default: nnU-Net's nnUNet_compile rule), off, or a mode")
+    p.add_argument("--seed", type=int, default=None, help="seed Python/numpy/torch at the start (default unseeded)")
     p.add_argument("--device", default="auto", help="auto | cuda | cuda:N | cpu")
     p.add_argument("--continue", dest="continue_training", action="store_true",
                    help="resume from the fold's latest (else final, else best) checkpoint")
@@ -57,7 +58,7 @@ def _run(args: argparse.Namespace) -> int:
                                    val_iterations_per_epoch=args.val_iterations, initial_lr=args.lr,
                                    optimizer=args.optimizer,
                                    augmentation=args.augmentation, mirror_lr=args.mirror_lr,
-                                   background_weight=args.background_weight, save_every=args.save_every,
+                                   background_weight=args.background_weight, save_every=args.save_every, seed=args.seed,
                                    val_tile_step=args.val_step, channels_last=args.channels_last,
                                    compile=args.compile)
     out = train(args.dataset, args.fold, args.plans, config, args.trainer, args.configuration, args.device,

@@ -1,6 +1,7 @@
 """A frozen nnU-Net segmentation network used as anatomical feature extractor (AFP loss).
 
-Built from any nnU-Net results folder (``plans.json``, ``dataset.json``, ``fold_k/checkpoint_*.pth``) — a compact
+Built from any nnU-Net results folder (``plans.json``, ``dataset.json``, ``fold_k/checkpoint_*.pth`` or, for a
+bundled extractor written by :func:`export_extractor`, ``.safetensors``) — a compact
 extractor trained with ``synthct extractor train`` or a TotalSegmentator model folder such as the 3 mm Dataset297:
 
 * the architecture comes from the folder's plans (explicit class/op tables, no discovery), with as many outputs as
@@ -27,7 +28,7 @@ import torch
 from torch import nn
 
 from synthct.network.build import build_network
-from synthct.network.checkpoint import read_nnunet_checkpoint
+from synthct.network.checkpoint import load_state_dict, read_nnunet_checkpoint
 from synthct.typing import PathLike
 
 LOG = logging.getLogger(__name__)
@@ -116,17 +117,55 @@ def _ct_normalization(plans: dict, configuration: str, path: Path) -> tuple[tupl
         float(props["std"])
 
 
+#: How the extractor's weights are set: loaded from its checkpoint, or a seeded random initialisation of the same
+#: architecture (the control that asks whether AFP needs anatomy or only deep features).
+EXTRACTOR_INITS = ("trained", "random")
+#: Seed of the random-initialisation control.
+RANDOM_INIT_SEED = 0
+
+
+def extractor_checkpoint(root: Path, fold: int | str, checkpoint: str) -> Path:
+    """``fold_<fold>/checkpoint_<checkpoint>.pth`` (stock nnU-Net), else ``.safetensors`` (a bundled extractor, see
+    :func:`export_extractor`); the ``.pth`` path when neither exists (for the error message)."""
+    pth = root / f"fold_{fold}" / f"checkpoint_{checkpoint}.pth"
+    bundled = pth.with_suffix(".safetensors")
+    return bundled if not pth.is_file() and bundled.is_file() else pth
+
+
+def _random_init(network: nn.Module, seed: int) -> None:
+    """nnU-Net's He initialisation (negative slope 1e-2, zero biases) under a fixed seed."""
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        for module in network.modules():
+            if isinstance(module, (nn.Conv3d, nn.Conv2d, nn.ConvTranspose3d, nn.ConvTranspose2d)):
+                nn.init.kaiming_normal_(module.weight, a=1e-2)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+    finally:
+        torch.random.set_rng_state(generator_state)
+
+
 def load_feature_extractor(results_dir: PathLike, fold: int = 0, checkpoint: str = "final",
-                           configuration: str = "3d_fullres", taps: Sequence[Tap] | None = None) -> FrozenFeatureNet:
+                           configuration: str = "3d_fullres", taps: Sequence[Tap] | None = None,
+                           init: str = "trained") -> FrozenFeatureNet:
     """Build, strictly load and freeze the segmentation network of an nnU-Net results folder.
+
+    Args:
+        results_dir: ``plans.json``, ``dataset.json`` and ``fold_<fold>/checkpoint_<checkpoint>.pth`` (or
+            ``.safetensors``).
+        init: "trained" loads the checkpoint; "random" keeps the architecture and CT normalisation but draws the
+            weights (:data:`RANDOM_INIT_SEED`), and needs no checkpoint.
 
     Raises:
         FileNotFoundError: plans.json, dataset.json or the checkpoint is missing (the message names it).
         ValueError: unknown architecture, non-CT normalisation, or weights that do not match the network.
     """
+    if init not in EXTRACTOR_INITS:
+        raise ValueError(f"extractor init must be one of {EXTRACTOR_INITS}, got {init!r}")
     root = Path(results_dir)
-    files = [root / "plans.json", root / "dataset.json", root / f"fold_{fold}" / f"checkpoint_{checkpoint}.pth"]
-    for f in files:
+    files = [root / "plans.json", root / "dataset.json", extractor_checkpoint(root, fold, checkpoint)]
+    for f in files[:2] if init == "random" else files:
         if not f.is_file():
             raise FileNotFoundError(f"feature extractor file not found: {f}")
     plans, dataset = json.loads(files[0].read_text()), json.loads(files[1].read_text())
@@ -134,15 +173,65 @@ def load_feature_extractor(results_dir: PathLike, fold: int = 0, checkpoint: str
         raise ValueError(f"{files[0]}: no configuration {configuration!r}")
     n_out = len(dataset["labels"])
     network = build_network(plans["configurations"][configuration]["architecture"], 1, n_out)
-    state = read_nnunet_checkpoint(files[2]).get("network_weights")
-    if state is None:
-        raise ValueError(f"{files[2]} has no 'network_weights'")
-    state = {k.removeprefix("_orig_mod."): v for k, v in state.items()}
+    if init == "random":
+        _random_init(network, RANDOM_INIT_SEED)
+    else:
+        _load_weights(network, files[2])
+    clip, mean, std = _ct_normalization(plans, configuration, files[0])
+    spacing = plans["configurations"][configuration]["spacing"]
+    LOG.info("feature extractor %s: %d classes, spacing %s mm, CT clip %s, %s weights", root, n_out, spacing, clip,
+             init)
+    return FrozenFeatureNet(network.float(), clip, mean, std, spacing, taps)
+
+
+def _load_weights(network: nn.Module, path: Path) -> None:
+    if path.suffix == ".safetensors":
+        state = load_state_dict(path)
+    else:
+        state = read_nnunet_checkpoint(path).get("network_weights")
+        if state is None:
+            raise ValueError(f"{path} has no 'network_weights'")
+    state = {k.removeprefix("_orig_mod."): v.float() if v.is_floating_point() else v for k, v in state.items()}
     try:
         network.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ValueError(f"extractor weights {files[2]} do not match its plans: {str(exc)[:500]}") from None
-    clip, mean, std = _ct_normalization(plans, configuration, files[0])
-    spacing = plans["configurations"][configuration]["spacing"]
-    LOG.info("feature extractor %s: %d classes, spacing %s mm, CT clip %s", root, n_out, spacing, clip)
-    return FrozenFeatureNet(network.float(), clip, mean, std, spacing, taps)
+        raise ValueError(f"extractor weights {path} do not match its plans: {str(exc)[:500]}") from None
+
+
+def export_extractor(results_dir: PathLike, out_dir: PathLike, fold: int | str = "all", checkpoint: str = "final",
+                     provenance: str = "") -> Path:
+    """Write a compact, loadable copy of an extractor results folder: ``plans.json``, ``dataset.json``,
+    ``fold_<fold>/checkpoint_<checkpoint>.safetensors`` (fp16; loaded back as float32) and ``PROVENANCE.md``.
+
+    The copy is checked to load (:func:`load_feature_extractor`) before it replaces ``out_dir``; nothing is left
+    half-written on failure. Returns ``out_dir``.
+    """
+    import shutil
+    import tempfile
+
+    from synthct.network.checkpoint import save_safetensors
+
+    root, out = Path(results_dir), Path(out_dir)
+    source = root / f"fold_{fold}" / f"checkpoint_{checkpoint}.pth"
+    for f in (root / "plans.json", root / "dataset.json", source):
+        if not f.is_file():
+            raise FileNotFoundError(f"extractor file not found: {f}")
+    state = read_nnunet_checkpoint(source).get("network_weights")
+    if state is None:
+        raise ValueError(f"{source} has no 'network_weights'")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for name in ("plans.json", "dataset.json"):
+            shutil.copyfile(root / name, staging / name)
+        save_safetensors(state, staging / f"fold_{fold}" / f"checkpoint_{checkpoint}.safetensors", half=True)
+        if provenance:
+            (staging / "PROVENANCE.md").write_text(provenance)
+        load_feature_extractor(staging, fold, checkpoint)  # it must load before it is published
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return out

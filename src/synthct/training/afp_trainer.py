@@ -68,11 +68,13 @@ class SynthCTTrainerAFP(SynthCTTrainerL1):
         super().initialize()
         self.load_init_weights(config.init_checkpoint)
         fold = config.afp_fold if config.afp_fold == "all" else int(config.afp_fold)
-        extractor = load_feature_extractor(config.afp_extractor, fold, config.afp_checkpoint)
+        extractor = load_feature_extractor(config.afp_extractor, fold, config.afp_checkpoint,
+                                           init=config.afp_extractor_init)
         extractor = extractor.to(self.device).eval()  # frozen (requires_grad False) and always in eval mode
         self.afp = AFPLoss(extractor, self.target_normalization, data_spacing=self.configuration_manager.spacing,
                            masked=config.afp_masked, feature_norm=config.afp_feature_norm)
-        self.print_to_log_file(f"AFP extractor {config.afp_extractor} (fold {fold}, {config.afp_checkpoint}), "
+        self.print_to_log_file(f"AFP extractor {config.afp_extractor} (fold {fold}, {config.afp_checkpoint}, "
+                               f"{config.afp_extractor_init} weights), "
                                f"{len(extractor.taps)} taps; L = {config.l1_weight} * L1 + {config.afp_weight} * AFP")
 
     def load_init_weights(self, path: str | Path) -> None:
@@ -91,8 +93,11 @@ class SynthCTTrainerAFP(SynthCTTrainerL1):
 
     def compute_loss(self, output: torch.Tensor, z: torch.Tensor, seg: torch.Tensor
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(total, L1, AFP), each float32; AFP with autocast disabled."""
+        """(total, L1, AFP), each float32; AFP with autocast disabled. With ``afp_weight`` 0 (the L1 control of the
+        AFP experiment) the extractor is not run and the AFP term is reported as 0."""
         l1 = self.loss(output, z, seg)
+        if self.train_config.afp_weight == 0:
+            return self.train_config.l1_weight * l1, l1, torch.zeros((), device=l1.device)
         with torch.autocast(self.device.type, enabled=False):
             afp = self.afp(output.float(), z.float(), valid=seg >= 0, body=seg == 1)
         total = self.train_config.l1_weight * l1 + self.train_config.afp_weight * afp

@@ -21,7 +21,7 @@ COMPILE_CHOICES = ("stock", "off", "default", "reduce-overhead", "max-autotune",
 
 #: Fields that only the AFP fine-tune (``SynthCTTrainerAFP``) reads.
 AFP_FIELDS: tuple[str, ...] = ("afp_extractor", "afp_fold", "afp_checkpoint", "afp_weight", "l1_weight", "afp_masked",
-                               "afp_feature_norm", "init_checkpoint")
+                               "afp_feature_norm", "init_checkpoint", "afp_extractor_init")
 
 
 @dataclass(frozen=True)
@@ -49,12 +49,16 @@ class TrainConfig:
         l1_weight: weight λ_L1 of the masked L1 term in the AFP fine-tune (L = λ_L1·L1 + w·AFP).
         afp_masked: AFP on the body only (outside-body voxels set to air in both images).
         afp_feature_norm: None, "instance" or "channel" normalisation of the feature maps.
+        afp_extractor_init: "trained" (the extractor's checkpoint) or "random" (same architecture, seeded random
+            weights: the control of the AFP experiment).
         init_checkpoint: stage-1 checkpoint whose ``network_weights`` initialise the fine-tune (strict, output
             layer included).
         channels_last: opt-in: network and input batches in the channels-last 3-D memory format (not yet measured
             faster on a GPU).
         compile: "stock" (default: stock nnU-Net's ``nnUNet_compile`` rule), "off", or a ``torch.compile`` mode
             forced on any device (opt-in; see :data:`COMPILE_CHOICES`).
+        seed: seeds Python, numpy and torch when training starts (same patches and draws in every run); None
+            (default, as stock nnU-Net) leaves them unseeded.
     """
 
     epochs: int = 1000
@@ -76,9 +80,11 @@ class TrainConfig:
     l1_weight: float = 5.0
     afp_masked: bool = False
     afp_feature_norm: str | None = None
+    afp_extractor_init: str = "trained"
     init_checkpoint: str | None = None
     channels_last: bool = False
     compile: str = "stock"
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "iterations_per_epoch", "val_iterations_per_epoch", "save_every"):
@@ -106,14 +112,21 @@ class TrainConfig:
             raise ValueError(f"afp_weight and l1_weight must be >= 0, got {self.afp_weight}, {self.l1_weight}")
         if self.afp_checkpoint not in ("final", "best"):
             raise ValueError(f"afp_checkpoint must be 'final' or 'best', got {self.afp_checkpoint!r}")
+        if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
+            raise ValueError(f"seed must be a non-negative int or None, got {self.seed!r}")
+        if self.afp_extractor_init not in ("trained", "random"):
+            raise ValueError(f"afp_extractor_init must be 'trained' or 'random', got {self.afp_extractor_init!r}")
         if self.compile not in COMPILE_CHOICES:
             raise ValueError(f"compile must be one of {COMPILE_CHOICES}, got {self.compile!r}")
         if self.afp_feature_norm not in (None, "instance", "channel"):
             raise ValueError(f"afp_feature_norm must be None, 'instance' or 'channel', got {self.afp_feature_norm!r}")
 
     def to_json(self) -> dict[str, Any]:
-        """The fields as JSON; an L1 run (no ``afp_extractor``) leaves out the AFP fields still at their defaults."""
+        """The fields as JSON; an L1 run (no ``afp_extractor``) leaves out the AFP fields still at their defaults, and
+        an unseeded run leaves out ``seed``."""
         data = asdict(self)
+        if self.seed is None:
+            del data["seed"]
         if self.afp_extractor is None:
             defaults = TrainConfig.__dataclass_fields__
             for name in AFP_FIELDS:
