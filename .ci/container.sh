@@ -316,12 +316,17 @@ log "9/9 ./export.sh --context $ctx --out $W/export --name $NAME"
 DOCKER_BUILD_ARGS="${BUILD_ARGS[*]}" ./export.sh --context "$ctx" --out "$W/export" --name "$NAME"
 record "export.sh (both tasks, build cached)" "$(elapsed "$t")"
 ls -l "$W/export"
+# reload_image IMAGE FILE: remove IMAGE, load it back from its exported FILE (what a user uploads), time the load.
+reload_image() {
+    local start
+    start=$(date +%s.%N)
+    "$DOCKER" rmi "$1" >/dev/null
+    "$DOCKER" load -i "$2"
+    record "docker load $1" "$(elapsed "$start")"
+}
 for task in "${TASKS[@]}"; do
     image=${image_of[$task]}
-    t=$(date +%s.%N)
-    "$DOCKER" rmi "$image" >/dev/null
-    "$DOCKER" load -i "$W/export/$image.tar.gz"
-    record "docker load $image" "$(elapsed "$t")"
+    reload_image "$image" "$W/export/$image.tar.gz"
     run_case "$image" "$task" "$task-reloaded"
 done
 
@@ -335,10 +340,7 @@ record "export.sh --weights tarball (both tasks)" "$(elapsed "$t")"
 ls -l "$W/export-tb"
 for task in "${TASKS[@]}"; do
     image=${tb_image_of[$task]}
-    t=$(date +%s.%N)
-    "$DOCKER" rmi "$image" >/dev/null
-    "$DOCKER" load -i "$W/export-tb/$image.tar.gz"
-    record "docker load $image" "$(elapsed "$t")"
+    reload_image "$image" "$W/export-tb/$image.tar.gz"
     [[ $("$DOCKER" image inspect -f '{{index .Config.Labels "synthct.weights"}}' "$image") == tarball ]] \
         || die "$image is not labelled synthct.weights=tarball"
     "$DOCKER" run --rm --network none --entrypoint sh "$image" -c '! test -e /opt/app/weights' \

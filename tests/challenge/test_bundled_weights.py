@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 from testutils import REPO, SAMPLES, load_script
 
 from synthct.inference.predictor import InferenceOptions, SyntheticCTPredictor
@@ -96,3 +97,30 @@ def test_mri_demo_model_beats_the_linear_map_on_the_held_out_slab() -> None:
     image, mask = cases.mri_case(SAMPLES)
     ct = sitk.ReadImage(str(SAMPLES / "porcine" / "ct.mha"))[:, :, z0:z1]
     _beats(_scores("mri", image, ct, mask), ("linear",))
+
+
+def test_bundled_compact_extractor_loads_for_finetune_and_segments_bone() -> None:
+    """weights/extractor/compact-demo: what `synthct finetune --extractor` takes (fold auto → all), fp16 on disk,
+    float32 in memory, within the size budget, with its provenance; and it finds the porcine long bone (a CT it
+    never saw) as one of the bone groups rather than as background."""
+    from synthct.cli.finetune import _extractor_fold
+    from synthct.contracts.compact_labels import COMPACT_GROUPS
+    from synthct.losses.feature_extractor import load_feature_extractor
+
+    folder = REPO / "weights" / "extractor" / "compact-demo"
+    weights = folder / "fold_all" / "checkpoint_final.safetensors"
+    assert weights.stat().st_size <= MAX_WEIGHTS_BYTES
+    assert "DEMO" in (folder / "PROVENANCE.md").read_text()
+    assert _extractor_fold(folder, "auto", "final") == "all"
+    assert list(json.loads((folder / "dataset.json").read_text())["labels"]) == list(COMPACT_GROUPS)
+    extractor = load_feature_extractor(folder, "all")
+    assert all(p.dtype == torch.float32 for p in extractor.parameters())
+    ct = sitk.GetArrayFromImage(sitk.ReadImage(str(SAMPLES / "porcine" / "ct.mha"))).astype(np.float32)
+    z, y, x = np.argwhere(ct > 500).mean(0).astype(int)
+    z0 = int(np.clip(z - 8, 0, ct.shape[0] - 16))
+    patch = torch.from_numpy(ct[z0:z0 + 16, y - 48:y + 48, x - 48:x + 48])[None, None]
+    with torch.no_grad():
+        labels = extractor.network(extractor.normalize_hu(patch))[0].argmax(0).numpy()
+    bone_groups = [COMPACT_GROUPS.index(g) for g in ("bones", "ribs", "vertebrae")]
+    in_bone = labels[patch[0, 0].numpy() > 500]
+    assert np.isin(in_bone, bone_groups).mean() > 0.5, np.bincount(in_bone, minlength=7)
