@@ -221,6 +221,7 @@ def export_extractor(results_dir: PathLike, out_dir: PathLike, fold: int | str =
         raise ValueError(f"{source} has no 'network_weights'")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging.chmod(0o755)  # a shareable folder (mkdtemp makes it 0700)
     try:
         for name in ("plans.json", "dataset.json"):
             shutil.copyfile(root / name, staging / name)
