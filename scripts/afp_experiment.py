@@ -3,7 +3,9 @@
 fine-tune experiment of issue 14, scored on the held-out porcine slab.
 
     python scripts/afp_experiment.py ../shared/data              # every stage; re-run to resume
-    python scripts/afp_experiment.py ../shared/data --stages evaluate
+    python scripts/afp_experiment.py ../shared/data --stages evaluate --ship   # score, then ship the rule's pick
+    # the three arms on three cores (each resumable), after the base model:
+    for a in l1 afp afp-random; do python scripts/afp_experiment.py ../shared/data --stages arms --arms $a & done
 
 Stages (each resumes or skips what is already done under ``--work``):
 
@@ -39,10 +41,10 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from afp_report import BONE_HU, edge_sharpness, montage, seam_ratio, write_markdown  # noqa: E402
 from make_demo_weights import PORCINE_HELD_OUT, PORCINE_TRAIN_SLABS, write_case  # noqa: E402
 
 LOG = logging.getLogger("afp_experiment")
@@ -56,13 +58,12 @@ EXTRACTOR_TRAIN = {"epochs": 40, "iterations": 25, "val_iterations": 2}
 EXTRACTOR_DATASET = "Dataset901_CompactAnatomyDemo"
 BUNDLED_EXTRACTOR = REPO / "weights" / "extractor" / "compact-demo"
 #: Stage-1 MRI base model: AdamW 1e-3 (converged faster than SGD on this tiny dataset in the CBCT demo), PolyLR.
-BASE = {"epochs": 60, "iterations": 30, "optimizer": "adamw", "lr": 1e-3}
+BASE = {"epochs": 40, "iterations": 30, "optimizer": "adamw", "lr": 1e-3}
 #: The three fine-tune arms: same epochs, iterations, lr (SGD + PolyLR, the fine-tune default) and seed.
 ARMS = {"l1": {"afp_weight": 0.0, "init": "trained"},
         "afp": {"afp_weight": 1.0, "init": "trained"},
         "afp-random": {"afp_weight": 1.0, "init": "random"}}
-FINETUNE = {"epochs": 10, "iterations": 30, "lr": 1e-3, "l1_weight": 5.0}
-BONE_HU = 250.0
+FINETUNE = {"epochs": 8, "iterations": 30, "lr": 1e-3, "l1_weight": 5.0}
 #: The arm shipped as the MRI demo: the best bone Dice among the arms whose MAE is within +3 HU of the control's.
 SHIP_RULE = "best bone Dice among the arms with MAE <= control MAE + 3 HU"
 MRI_DATASET = "510"
@@ -277,6 +278,8 @@ def stage_arms(args: argparse.Namespace) -> dict[str, Path]:
     dirs = nnunet_folders(args.work, "mri")
     folds = {}
     for arm, spec in ARMS.items():
+        if arm not in args.arms:
+            continue
         fold = arm_fold(args, arm)
         folds[arm] = fold
         if (fold / "checkpoint_final.pth").is_file():
@@ -302,43 +305,6 @@ def held_out(data: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[floa
     images = [sitk.ReadImage(str(porcine / f"{n}.mha"))[:, :, z0:z1] for n in ("mr", "ct", "mask")]
     arrays = [sitk.GetArrayFromImage(im) for im in images]
     return arrays[0], arrays[1].astype(np.float32), arrays[2] > 0, tuple(reversed(images[0].GetSpacing()))
-
-
-def edge_sharpness(ct: np.ndarray, sct: np.ndarray, body: np.ndarray, spacing: tuple[float, float, float]) -> float:
-    """Mean |∇sCT| / mean |∇CT| (HU/mm) on the CT's bone boundary (bone = HU > BONE_HU inside the body, minus its
-    erosion): 1 = edges as steep as the CT's, lower = blurred bone edges."""
-    bone = (ct > BONE_HU) & body
-    boundary = bone & ~ndimage.binary_erosion(bone)
-    if not boundary.any():
-        return float("nan")
-
-    def grad(volume: np.ndarray) -> np.ndarray:
-        return np.sqrt(sum(g ** 2 for g in np.gradient(volume.astype(np.float64), *spacing)))
-
-    return float(grad(sct)[boundary].mean() / grad(ct)[boundary].mean())
-
-
-def seam_ratio(volume: np.ndarray, reference: np.ndarray, body: np.ndarray, tile: tuple[int, int, int],
-               step: float) -> float:
-    """Tile seams: for every pair of neighbouring planes (all three axes), the mean |difference| inside the body of
-    ``volume`` divided by that of ``reference`` (the CT, which has no tiles) — then the mean of that ratio over the
-    planes that straddle a sliding-window tile border over its mean elsewhere. 1 = no seams; > 1 = steps at tile
-    borders. Borders are those of the sliding window on this grid (no padding)."""
-    from synthct.inference.tiling import axis_starts
-
-    at, off = [], []
-    for axis, size in enumerate(volume.shape):
-        starts = axis_starts(size, tile[axis], step)
-        borders = {b for s in starts for b in (s, s + tile[axis]) if 0 < b < size}
-        dv = np.abs(np.diff(volume.astype(np.float64), axis=axis))
-        dr = np.abs(np.diff(reference.astype(np.float64), axis=axis))
-        inside = np.take(body, range(size - 1), axis=axis) & np.take(body, range(1, size), axis=axis)
-        for i in range(size - 1):
-            keep = np.take(inside, i, axis=axis)
-            if keep.sum() > 100:
-                ratio = np.take(dv, i, axis=axis)[keep].mean() / max(np.take(dr, i, axis=axis)[keep].mean(), 1e-6)
-                (at if i + 1 in borders else off).append(ratio)
-    return float(np.mean(at) / np.mean(off))
 
 
 def export_model(fold: Path, out: Path) -> Path:
@@ -371,39 +337,13 @@ def pick(rows: dict[str, dict[str, float]]) -> str:
 
 
 
-def montage(path: Path, ct: np.ndarray, scts: dict[str, np.ndarray], body: np.ndarray,
-            spacing: tuple[float, float, float]) -> Path:
-    """Axial and coronal views (the slice / row with the most CT bone) of every sCT beside the CT, window
-    [-400, 1200] HU."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    bone = (ct > BONE_HU) & body
-    z = int(np.argmax(bone.sum(axis=(1, 2))))
-    y = int(np.argmax(bone.sum(axis=(0, 2))))
-    panels = {**scts, "CT": ct}
-    fig, axes = plt.subplots(2, len(panels), figsize=(3.2 * len(panels), 5.2), squeeze=False)
-    for col, (name, vol) in enumerate(panels.items()):
-        axes[0, col].imshow(vol[z], cmap="gray", vmin=-400, vmax=1200)
-        axes[1, col].imshow(vol[:, y], cmap="gray", vmin=-400, vmax=1200, aspect=spacing[0] / spacing[2])
-        axes[0, col].set_title(name, fontsize=9)
-        for row in (0, 1):
-            axes[row, col].axis("off")
-    fig.suptitle(f"held-out porcine slab: axial z={z}, coronal y={y}; window [-400, 1200] HU", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def stage_evaluate(args: argparse.Namespace) -> dict:
     """Score the base model and the three arms on the held-out slab; write docs/afp-experiment.{md,json}."""
     mr, ct, body, spacing = held_out(args.data)
     models = {"base (stage 1)": export_model(stage_base(args), args.work / "models" / "base")}
-    for arm, fold in stage_arms(args).items():
+    args.arms = list(ARMS)
+    folds = stage_arms(args)
+    for arm, fold in folds.items():
         models[arm] = export_model(fold, args.work / "models" / arm)
     rows, scts = {}, {}
     for name, model in models.items():
@@ -419,16 +359,26 @@ def stage_evaluate(args: argparse.Namespace) -> dict:
               "base": BASE, "finetune": FINETUNE, "arms": ARMS, "extractor": str(extractor_folder(args)),
               "montage": str(picture.relative_to(REPO))}
     (REPO / "docs" / "afp-experiment.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_markdown(report)
     if args.ship:
-        ship(models[chosen], chosen)
+        ship(args, models[chosen], chosen, folds.get(chosen, Path()))
     return report
 
 
-def ship(model: Path, arm: str) -> None:
-    """Copy the chosen arm to weights/mri/porcine-demo with its description (routing is unchanged)."""
+def train_seconds(fold: Path) -> float:
+    """Wall time of a training run from its checkpoint's epoch timestamps (first start to last end)."""
+    from synthct.network.checkpoint import read_nnunet_checkpoint
+
+    logging_ = read_nnunet_checkpoint(fold / "checkpoint_final.pth")["logging"]
+    return float(logging_["epoch_end_timestamps"][-1] - logging_["epoch_start_timestamps"][0])
+
+
+def ship(args: argparse.Namespace, model: Path, arm: str, fold: Path) -> None:
+    """Copy the chosen arm to weights/mri/porcine-demo with its description (routing is unchanged) and refresh the
+    mri rows of weights/DEMO_RESULTS (make_demo_weights' evaluation: model, identity, linear map)."""
     from dataclasses import replace
 
-    from make_demo_weights import DESCRIPTIONS
+    from make_demo_weights import DESCRIPTIONS, evaluate, write_results
 
     from synthct.network.manifest import read_manifest, write_manifest
 
@@ -437,12 +387,18 @@ def ship(model: Path, arm: str) -> None:
     if staging.exists():
         shutil.rmtree(staging)
     shutil.copytree(model, staging)
-    stage = "stage 1 (L1)" if arm == "base (stage 1)" else f"fine-tune arm '{arm}' of scripts/afp_experiment.py"
-    write_manifest(replace(read_manifest(staging), description=f"{DESCRIPTIONS['mri']} {stage}."), staging)
+    stage = ("Stage 1 (L1) of scripts/afp_experiment.py." if arm == "base (stage 1)" else
+             f"Stage 1 (L1) + fine-tune arm '{arm}' of scripts/afp_experiment.py.")
+    write_manifest(replace(read_manifest(staging), description=f"{DESCRIPTIONS['mri']} {stage}"), staging)
     shutil.rmtree(out)
     staging.rename(out)
-    LOG.info("shipped %s as %s", arm, out)
-
+    seconds = train_seconds(stage_base(args)) + (0.0 if arm == "base (stage 1)" else train_seconds(fold))
+    porcine = args.data / "mridir-porcine-ct-mr"
+    z0, z1 = PORCINE_HELD_OUT
+    held = tuple(sitk.ReadImage(str(porcine / f"{n}.mha"))[:, :, z0:z1] for n in ("mr", "ct", "mask"))
+    cases = sorted((args.work / "mri" / "synthrad" / "Task1").glob("*/*"))
+    write_results({"mri": evaluate("mri", out, held, cases)}, {"mri": seconds})
+    LOG.info("shipped %s as %s (training %.0f s)", arm, out, seconds)
 
 # ------------------------------------------------------------------------------------------------------ driver
 def main() -> int:
@@ -450,6 +406,8 @@ def main() -> int:
     p.add_argument("data", type=Path, help="the project's data folder (shared/data)")
     p.add_argument("--work", type=Path, default=REPO / "build" / "afp-experiment", help="scratch folder (resumable)")
     p.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
+    p.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS),
+                   help="arms to train in this process (run one process per arm to use several cores)")
     p.add_argument("--ship", action="store_true", help="export the arm the rule picks as weights/mri/porcine-demo")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
