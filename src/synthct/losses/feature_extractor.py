@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -184,13 +185,16 @@ def load_feature_extractor(results_dir: PathLike, fold: int = 0, checkpoint: str
     return FrozenFeatureNet(network.float(), clip, mean, std, spacing, taps)
 
 
+def _checkpoint_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The ``network_weights`` of a stock nnU-Net ``.pth`` checkpoint (ValueError naming the file if absent)."""
+    state = read_nnunet_checkpoint(path).get("network_weights")
+    if state is None:
+        raise ValueError(f"{path} has no 'network_weights'")
+    return state
+
+
 def _load_weights(network: nn.Module, path: Path) -> None:
-    if path.suffix == ".safetensors":
-        state = load_state_dict(path)
-    else:
-        state = read_nnunet_checkpoint(path).get("network_weights")
-        if state is None:
-            raise ValueError(f"{path} has no 'network_weights'")
+    state = load_state_dict(path) if path.suffix == ".safetensors" else _checkpoint_weights(path)
     state = {k.removeprefix("_orig_mod."): v.float() if v.is_floating_point() else v for k, v in state.items()}
     try:
         network.load_state_dict(state, strict=True)
@@ -206,9 +210,7 @@ def export_extractor(results_dir: PathLike, out_dir: PathLike, fold: int | str =
     The copy is checked to load (:func:`load_feature_extractor`) before it replaces ``out_dir``; nothing is left
     half-written on failure. Returns ``out_dir``.
     """
-    import shutil
-    import tempfile
-
+    from synthct.io.staging import staged_folder
     from synthct.network.checkpoint import save_safetensors
 
     root, out = Path(results_dir), Path(out_dir)
@@ -216,23 +218,12 @@ def export_extractor(results_dir: PathLike, out_dir: PathLike, fold: int | str =
     for f in (root / "plans.json", root / "dataset.json", source):
         if not f.is_file():
             raise FileNotFoundError(f"extractor file not found: {f}")
-    state = read_nnunet_checkpoint(source).get("network_weights")
-    if state is None:
-        raise ValueError(f"{source} has no 'network_weights'")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    staging.chmod(0o755)  # a shareable folder (mkdtemp makes it 0700)
-    try:
+    state = _checkpoint_weights(source)
+    with staged_folder(out, overwrite=True, what="extractor folder") as staging:
         for name in ("plans.json", "dataset.json"):
             shutil.copyfile(root / name, staging / name)
         save_safetensors(state, staging / f"fold_{fold}" / f"checkpoint_{checkpoint}.safetensors", half=True)
         if provenance:
             (staging / "PROVENANCE.md").write_text(provenance)
         load_feature_extractor(staging, fold, checkpoint)  # it must load before it is published
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return out
