@@ -45,7 +45,7 @@ import SimpleITK as sitk
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from afp_report import BONE_HU, edge_sharpness, montage, seam_ratio, write_markdown  # noqa: E402
-from make_demo_weights import PORCINE_HELD_OUT, PORCINE_TRAIN_SLABS, write_case  # noqa: E402
+from make_demo_weights import PORCINE_HELD_OUT, PORCINE_TRAIN_SLABS, resample, write_case  # noqa: E402
 
 LOG = logging.getLogger("afp_experiment")
 STAGES = ("extractor", "base", "arms", "evaluate")
@@ -141,10 +141,7 @@ def _segment(extractor, ct: sitk.Image) -> tuple[np.ndarray, sitk.Image]:
     stride, one forward pass), on that resampled grid; with the resampled CT image (for the reference labels)."""
     import torch
 
-    spacing_xyz = tuple(reversed(extractor.spacing))
-    size = [max(1, int(round(n * s / t))) for n, s, t in zip(ct.GetSize(), ct.GetSpacing(), spacing_xyz, strict=True)]
-    grid = sitk.Resample(sitk.Cast(ct, sitk.sitkFloat32), size, sitk.Transform(), sitk.sitkLinear, ct.GetOrigin(),
-                         spacing_xyz, ct.GetDirection(), -1024.0, sitk.sitkFloat32)
+    grid = resample(sitk.Cast(ct, sitk.sitkFloat32), tuple(reversed(extractor.spacing)), sitk.sitkLinear, -1024.0)
     hu = torch.from_numpy(sitk.GetArrayFromImage(grid))[None, None]
     mult = extractor.stride_multiple
     pad = [(-n) % m for n, m in zip(hu.shape[2:], mult, strict=True)]
