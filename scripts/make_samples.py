@@ -116,7 +116,10 @@ def pancreas_cbct(source: Path, out: Path) -> None:
     ct = np.where(fov, ct, -1000).astype(np.int16)
     cb = np.where(fov, cb, -1000).astype(np.int16)
     reference = ct_im[x0:x1, y0:y1, z0:z1]
-    for name, array in (("ct", ct), ("cbct", cb), ("mask", mask.astype(np.uint8))):
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(src / "labels_ct_plan.nii.gz")))
+    labels = labels[z0:z1, y0:y1, x0:x1].astype(np.uint8)
+    shutil.copyfile(src / "labels_ct_plan.labels.json", dst / "labels.json")
+    for name, array in (("ct", ct), ("cbct", cb), ("mask", mask.astype(np.uint8)), ("labels", labels)):
         image = sitk.GetImageFromArray(array)
         image.CopyInformation(reference)
         _write(image, dst / f"{name}.mha")
@@ -130,7 +133,10 @@ uint8), a SynthRAD2025-style Task 2 "Abdomen" pair on the planning-CT grid (no r
 - CBCT field of view per slice from its radial profile (`synthct.preprocessing.outline.cbct_fov`); CT and CBCT set to
   -1000 outside it and clipped to [-1024, 3071] (SynthRAD `clip_data.py`);
 - `mask.mha`: body outline from the CBCT as SynthRAD2025 stage 2 builds it
-  (`synthct.preprocessing.outline.body_outline`, threshold t = 0.3, 10 mm in-plane dilation, ∩ FOV).
+  (`synthct.preprocessing.outline.body_outline`, threshold t = 0.3, 10 mm in-plane dilation, ∩ FOV);
+- `labels.mha` + `labels.json`: the clinic's RTSTRUCT contours on the planning CT (`labels_ct_plan.nii.gz`, same
+  crop, uint8; names in `labels.json`, a byte copy of `labels_ct_plan.labels.json`): ROI, Bowel_sm, Stomach_duo,
+  both lungs (the lungs lie above the held-out slab). `synthct dose` uses ROI as target, the organs as OARs.
 The pairing is the clinic's RIGID alignment (no deformable registration, unlike the release's `ct_def`).
 Licence: CC BY 4.0 + TCIA data usage policy (see LICENSE file); cite Hong et al. 2022 and TCIA (below).""")
 
