@@ -55,7 +55,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--gamma-dose", type=float, default=2.0, help="dose criterion, %% of the max (global; default 2)")
     g.add_argument("--gamma-distance", type=float, default=2.0, help="distance to agreement, mm (default 2)")
     g.add_argument("--gamma-cutoff", type=float, default=2.0, help="low-dose cut-off, %% of the max (default 2)")
-    g.add_argument("--gamma-interp", type=int, default=5, help="search steps per DTA (default 5)")
+    g.add_argument("--gamma-interp", type=int, default=10, help="search steps per DTA (default 10, as pymedphys)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder / redo done cases")
     p.set_defaults(func=_run)

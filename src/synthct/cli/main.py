@@ -13,8 +13,8 @@ from synthct import __version__
 from synthct.openmp import prefer_passive_openmp
 
 #: Subcommand modules under ``synthct.cli``, in help order.
-SUBCOMMANDS: tuple[str, ...] = ("demo", "predict", "export", "route", "evaluate", "dose", "convert", "plan", "preprocess",
-                                  "train", "finetune", "extractor")
+SUBCOMMANDS: tuple[str, ...] = ("demo", "predict", "export", "route", "evaluate", "dose", "convert", "plan",
+                                  "preprocess", "train", "finetune", "extractor")
 
 LOG = logging.getLogger("synthct")
 

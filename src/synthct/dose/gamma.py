@@ -32,7 +32,7 @@ class GammaCriteria:
     dose_percent: float = 2.0
     distance_mm: float = 2.0
     cutoff_percent: float = 2.0
-    interp_fraction: int = 5
+    interp_fraction: int = 10
     max_gamma: float = 1.0
 
     def __post_init__(self) -> None:
@@ -128,11 +128,17 @@ def pymedphys_pass_rate(
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("pymedphys is not installed: run `make dose-venv` (docs/dose.md)") from exc
     axes = tuple(np.arange(n, dtype=float) * s for n, s in zip(ref.shape, spacing_zyx, strict=True))
-    gamma = pymedphys.gamma(
-        axes, np.asarray(ref, dtype=float), axes, np.asarray(ev, dtype=float),
-        dose_percent_threshold=criteria.dose_percent, distance_mm_threshold=criteria.distance_mm,
-        lower_percent_dose_cutoff=criteria.cutoff_percent, interp_fraction=interp_fraction,
-        max_gamma=1.1, global_normalisation=float(np.max(ref)), quiet=True,
-    )
+    # pymedphys logs INFO lines on the root logger whose %-formatting of numpy arrays fails under numpy 2.4
+    previous = logging.root.manager.disable
+    logging.disable(logging.INFO)
+    try:
+        gamma = pymedphys.gamma(
+            axes, np.asarray(ref, dtype=float), axes, np.asarray(ev, dtype=float),
+            dose_percent_threshold=criteria.dose_percent, distance_mm_threshold=criteria.distance_mm,
+            lower_percent_dose_cutoff=criteria.cutoff_percent, interp_fraction=interp_fraction,
+            max_gamma=1.1, global_normalisation=float(np.max(ref)),
+        )
+    finally:
+        logging.disable(previous)
     valid = ~np.isnan(gamma)
     return float(100.0 * np.count_nonzero(gamma[valid] <= 1.0) / np.count_nonzero(valid))
