@@ -90,7 +90,7 @@ def _template(args: argparse.Namespace) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from synthct.dose.engine import DoseDependencyError, require_pyradplan
+    from synthct.dose.engine import require_pyradplan
 
     single = args.ct is not None or args.sct is not None
     if single == (args.gt is not None or args.pred is not None):
@@ -99,11 +99,7 @@ def _run(args: argparse.Namespace) -> int:
     missing = [f"--{n}" for n in needed if getattr(args, n) is None]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
-    try:
-        require_pyradplan()
-    except DoseDependencyError as exc:
-        LOG.error("%s", exc)
-        return 1
+    require_pyradplan()  # one ERROR line with the install recipe when the dose extra is missing
     template = _template(args)
     if single:
         from synthct.dose.case import run_case

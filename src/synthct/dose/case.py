@@ -9,6 +9,7 @@ Output folder::
     dose_metrics.json               case, target, structures, gamma criteria, one plan per modality, one entry per sCT
     doses/<modality>_ct.mha         the plan's dose on the CT        (Gy, float32, on the input CT grid)
     doses/<modality>_<stem>.mha     the same plan on each sCT
+    doses/<modality>_<stem>_gamma.mha  its gamma map (working grid; 2.0 = fails, -1 = below the cut-off)
     qa/<modality>_<stem>.png        CT dose, sCT dose, difference (% Rx), gamma failures; axial/coronal/sagittal
     qa/<modality>_dvh.png           cumulative DVH per structure, CT solid, each sCT dashed
 """
@@ -154,6 +155,15 @@ def _write_dose(dose: np.ndarray, structures: CaseStructures, ct_image: sitk.Ima
     sitk.WriteImage(on_ct, str(path), useCompression=True)
 
 
+def _write_gamma(gamma: np.ndarray, structures: CaseStructures, path: Path) -> None:
+    """The gamma map on the working grid: gamma where <= 1 (the search stops there), 2.0 for a failure, -1 below the
+    low-dose cut-off."""
+    stored = np.where(np.isnan(gamma), -1.0, np.where(np.isinf(gamma), 2.0, gamma)).astype(np.float32)
+    image = sitk.GetImageFromArray(stored)
+    image.CopyInformation(structures.reference)
+    sitk.WriteImage(image, str(path), useCompression=True)
+
+
 def run_case(case: DoseCase, out: Path, *, overwrite: bool = False, plan_cache: Path | None = None) -> dict[str, Any]:
     """Plan, recompute, score and write one case into ``out`` (staged); returns the dose_metrics.json content."""
     if not case.scts:
@@ -186,6 +196,7 @@ def run_case(case: DoseCase, out: Path, *, overwrite: bool = False, plan_cache: 
                 entry.update({"plan": settings.to_dict(), "seconds": round(seconds, 2)})
                 result["scts"].setdefault(stem, {"file": str(case.scts[stem])})[settings.modality] = entry
                 _write_dose(dose, structures, ct_image, tmp / "doses" / f"{settings.modality}_{stem}.mha")
+                _write_gamma(gamma, structures, tmp / "doses" / f"{settings.modality}_{stem}_gamma.mha")
                 report.save_dose_montage(tmp / "qa" / f"{settings.modality}_{stem}.png", plan.dose, dose, gamma,
                                          structures, rx, title=f"{case.case_id} {settings.modality}: CT vs {stem}")
                 doses[stem] = dose

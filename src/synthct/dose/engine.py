@@ -34,8 +34,9 @@ INSTALL_HINT: str = ("the dose evaluation needs pyRadPlan: run `make dose-venv` 
                      "pyradplan==0.5.0 pymedphys==0.41.0 && pip install -r requirements-dose.txt`); docs/dose.md")
 
 
-class DoseDependencyError(ImportError):
-    """pyRadPlan (or one of its core dependencies) is missing or unusable."""
+class DoseDependencyError(RuntimeError):
+    """pyRadPlan (or one of its core dependencies) is missing or unusable (a RuntimeError, so every command ends
+    with one ERROR line naming the install recipe)."""
 
 
 def require_pyradplan() -> Any:

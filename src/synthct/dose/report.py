@@ -24,7 +24,8 @@ DIFF_WINDOW_PERCENT: float = 5.0
 _VIEWS = ("axial", "coronal", "sagittal")
 
 
-def _figure(width_in: float, height_in: float) -> Any:
+def new_figure(width_in: float, height_in: float) -> Any:
+    """A matplotlib Figure on an Agg canvas (no pyplot state), ``width_in`` x ``height_in`` inches at 100 dpi."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -58,7 +59,7 @@ def save_dose_montage(path: Path, plan_dose: np.ndarray, dose: np.ndarray, gamma
                ("gamma > 1 (red)", fail, (0.0, 2.0), ListedColormap(["black", "0.6", "red"]))]
     heights = [target.shape[1] * sy, target.shape[0] * sz, target.shape[0] * sz]  # mm shown per row
     width = target.shape[2] * sx
-    fig = _figure(3.2 * len(columns), 3.2 * sum(heights) / width + 0.8)
+    fig = new_figure(3.2 * len(columns), 3.2 * sum(heights) / width + 0.8)
     axes = fig.subplots(len(_VIEWS), len(columns), squeeze=False, gridspec_kw={"height_ratios": heights})
     for col, (label, volume, (vmin, vmax), cmap) in enumerate(columns):
         for row, (view, plane, aspect) in enumerate(zip(_VIEWS, _planes(volume, centre), aspects, strict=True)):
@@ -88,7 +89,7 @@ def save_dvh_plot(path: Path, plan_dose: np.ndarray, doses: Mapping[str, np.ndar
     n = len(named)
     cols = min(n, 3)
     rows = (n + cols - 1) // cols
-    fig = _figure(4.0 * cols, 3.0 * rows + 0.5)
+    fig = new_figure(4.0 * cols, 3.0 * rows + 0.5)
     axes = fig.subplots(rows, cols, squeeze=False)
     for i, (name, mask) in enumerate(named.items()):
         ax = axes[i // cols][i % cols]
