@@ -69,3 +69,27 @@ def test_ranks_share_the_cases(release: tuple[Path, Path], tmp_path: Path) -> No
     assert second[0].settings[0].gantry_angles == default_settings("photon", "AB").gantry_angles
     with pytest.raises(ValueError, match="rank 2 outside"):
         cases_of(job(2))
+
+
+def test_evaluate_dose_adds_dose_columns(slab: Path, tmp_path: Path) -> None:
+    """``synthct evaluate --dose`` on a one-case release cut from the real slab (small, default plan settings)."""
+    gt, pred = tmp_path / "Task2" / "AB" / "2ABA003", tmp_path / "pred"
+    gt.mkdir(parents=True)
+    pred.mkdir()
+    crop = (slice(40, 200), slice(40, 200), slice(2, 10))  # x, y, z: the body's centre, 8 slices
+    for name in ("ct", "mask"):
+        sitk.WriteImage(sitk.ReadImage(str(slab / f"{name}.mha"))[crop], str(gt / f"{name}.mha"))
+    sitk.WriteImage(sitk.ReadImage(str(slab / "cbct.mha"))[crop], str(pred / "2ABA003.mha"))
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt.parent), "--masks", str(gt.parent), "--out",
+                 str(out), "--segmentation", "bone", "--dose", "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    row = metrics["results"][0]
+    for modality in ("photon", "proton"):
+        assert row[f"{modality}_dose_mae_percent"] > 0
+        assert 0 < row[f"{modality}_gamma_pass_percent"] < 100
+        assert f"{modality}_dvh_error" in metrics["aggregates"]
+    assert any("SYNTHETIC" in n for n in metrics["notes"])
+    assert "photon_gamma_pass_percent" in (out / "index.html").read_text()
+    assert (out / "dose" / "2ABA003" / "dose_metrics.json").is_file()
+    assert not list(tmp_path.glob(".eval.dose-work*"))

@@ -17,7 +17,7 @@ import csv
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -69,6 +69,9 @@ class EvaluationConfig:
             ``"exclude"`` (default, the official policy) or ``"diagonal"`` (opt-in); named in metrics.json.
         report: write the PNG montages, box plot and ``index.html``.
         progress: show a tqdm progress bar over the cases.
+        extra_columns: case id → further per-case values (e.g. the dose metrics of ``synthct evaluate --dose``),
+            added to the rows, aggregates, CSVs and the report like the image metrics.
+        extra_notes: sentences added to the notes (metrics.json and the report).
     """
 
     pred_dir: Path
@@ -83,6 +86,8 @@ class EvaluationConfig:
     missing_hd95: MissingPolicy = "exclude"
     report: bool = True
     progress: bool = True
+    extra_columns: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    extra_notes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -282,6 +287,7 @@ def evaluate_folder(config: EvaluationConfig) -> EvaluationResult:
         row: dict[str, Any] = {"case_id": case.case_id, "region": case.region, **image_metrics(gt, pred, mask=mask)}
         seg_values, class_scores = segmenter.score(case, gt_img, gt, pred, mask)
         row.update(seg_values)
+        row.update(config.extra_columns.get(case.case_id, {}))
         rows.append(row)
         per_class += [{"case_id": case.case_id, **asdict(s)} for s in class_scores]
         LOG.debug("%s: %s", case.case_id, row)
@@ -296,7 +302,7 @@ def evaluate_folder(config: EvaluationConfig) -> EvaluationResult:
         aggregates=aggregate_rows(rows),
         aggregates_by_region={r: aggregate_rows(v) for r, v in sorted(by_region.items())},
         segmentation_method=segmenter.method,
-        notes=[segmenter.note],
+        notes=[segmenter.note, *config.extra_notes],
     )
     _write_outputs(config, result, per_class, montages)
     return result
