@@ -17,8 +17,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from synthct.dose.case import DoseCase, run_case
-from synthct.dose.report import DIFF_WINDOW_PERCENT, new_figure
+from synthct.dose.report import DIFF_WINDOW_PERCENT
 from synthct.dose.settings import MODALITIES, default_settings
+from synthct.metrics.report import new_figure, save_figure
 
 LOG = logging.getLogger(__name__)
 
@@ -97,8 +98,5 @@ def save_preview(path: Path, dose_dir: Path, result: dict[str, Any]) -> Path:
             ax.set_title(f"{modality}: {title}", fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.suptitle("synthct dose demo: real pancreas CT plan (ROI target), recomputed on the raw CBCT and the sCT",
-                 fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    return path
+    return save_figure(fig, path, "synthct dose demo: real pancreas CT plan (ROI target), recomputed on the raw CBCT "
+                       "and the sCT")

@@ -11,32 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from synthct.dose.metrics import cumulative_dvh
 from synthct.dose.structures import CaseStructures
-from synthct.metrics.report import to_display_orientation
+from synthct.metrics.report import draw_views, new_figure, save_figure, to_display_orientation
 
 #: Window of the dose-difference column, % of Rx.
 DIFF_WINDOW_PERCENT: float = 5.0
-_VIEWS = ("axial", "coronal", "sagittal")
-
-
-def new_figure(width_in: float, height_in: float) -> Any:
-    """A matplotlib Figure on an Agg canvas (no pyplot state), ``width_in`` x ``height_in`` inches at 100 dpi."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width_in, height_in), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _planes(volume: np.ndarray, centre: tuple[int, int, int]) -> list[np.ndarray]:
-    z, y, x = centre
-    return [volume[z], volume[:, y, :], volume[:, :, x]]
 
 
 def save_dose_montage(path: Path, plan_dose: np.ndarray, dose: np.ndarray, gamma: np.ndarray,
@@ -49,36 +32,18 @@ def save_dose_montage(path: Path, plan_dose: np.ndarray, dose: np.ndarray, gamma
     ct_d, sct_d, diff, fail, target = (np.asarray(a) for a in arrays)
     idx = np.argwhere(target > 0.5)
     centre = tuple(int(v) for v in (idx.mean(axis=0) if idx.size else np.array(target.shape) // 2))
-    sz, sy, sx = spacing
-    aspects = [sy / sx, sz / sx, sz / sy]
     from matplotlib.colors import ListedColormap
 
     columns = [("dose on CT [0, 110 % Rx]", ct_d, (0.0, 1.1 * rx), "jet"),
                ("dose on sCT [0, 110 % Rx]", sct_d, (0.0, 1.1 * rx), "jet"),
                (f"sCT - CT [±{DIFF_WINDOW_PERCENT:g} % Rx]", diff, (-DIFF_WINDOW_PERCENT, DIFF_WINDOW_PERCENT), "bwr"),
                ("gamma > 1 (red)", fail, (0.0, 2.0), ListedColormap(["black", "0.6", "red"]))]
+    sz, sy, sx = spacing
     heights = [target.shape[1] * sy, target.shape[0] * sz, target.shape[0] * sz]  # mm shown per row
-    width = target.shape[2] * sx
-    fig = new_figure(3.2 * len(columns), 3.2 * sum(heights) / width + 0.8)
-    axes = fig.subplots(len(_VIEWS), len(columns), squeeze=False, gridspec_kw={"height_ratios": heights})
-    for col, (label, volume, (vmin, vmax), cmap) in enumerate(columns):
-        for row, (view, plane, aspect) in enumerate(zip(_VIEWS, _planes(volume, centre), aspects, strict=True)):
-            ax = axes[row][col]
-            origin = "upper" if view == "axial" else "lower"
-            ax.imshow(plane, cmap=cmap, vmin=vmin, vmax=vmax, aspect=aspect, origin=origin, interpolation="nearest")
-            ax.contour(_planes(target, centre)[row], levels=[0.5], colors="white", linewidths=0.6, origin=origin)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 0:
-                ax.set_title(label, fontsize=9)
-            if col == 0:
-                ax.set_ylabel(view, fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    fig = new_figure(3.2 * len(columns), 3.2 * sum(heights) / (target.shape[2] * sx) + 0.8)
+    axes = fig.subplots(3, len(columns), squeeze=False, gridspec_kw={"height_ratios": heights})
+    draw_views(axes, columns, centre, spacing, outline=target)
+    return save_figure(fig, path, title)
 
 
 def save_dvh_plot(path: Path, plan_dose: np.ndarray, doses: Mapping[str, np.ndarray], structures: CaseStructures,
@@ -105,9 +70,4 @@ def save_dvh_plot(path: Path, plan_dose: np.ndarray, doses: Mapping[str, np.ndar
             ax.legend(fontsize=7)
     for j in range(n, rows * cols):
         axes[j // cols][j % cols].set_axis_off()
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    return save_figure(fig, path, title)

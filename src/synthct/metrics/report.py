@@ -32,7 +32,7 @@ INPUT_PERCENTILES: tuple[float, float] = (1.0, 99.0)
 _VIEWS = ("axial", "coronal", "sagittal")
 
 
-def _new_figure(width_in: float, height_in: float) -> Any:
+def new_figure(width_in: float, height_in: float) -> Any:
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -130,21 +130,37 @@ def save_montage(
         (f"CT [{CT_WINDOW_HU[0]:.0f}, {CT_WINDOW_HU[1]:.0f}] HU", ct, CT_WINDOW_HU, "gray"),
         (f"|sCT - CT| [{DIFF_WINDOW_HU[0]:.0f}, {DIFF_WINDOW_HU[1]:.0f}] HU", diff, DIFF_WINDOW_HU, "magma"),
     ]
-    centre = _centre(inside, ct.shape)
-    aspects = _aspects(spacing_zyx)
-    fig = _new_figure(3.2 * len(columns), 3.2 * len(_VIEWS) + 0.6)
+    fig = new_figure(3.2 * len(columns), 3.2 * len(_VIEWS) + 0.6)
     axes = fig.subplots(len(_VIEWS), len(columns), squeeze=False)
+    draw_views(axes, columns, _centre(inside, ct.shape), spacing_zyx)
+    return save_figure(fig, path, title)
+
+
+def draw_views(axes: Any, columns: Sequence[tuple[str, np.ndarray, tuple[float, float], Any]],
+               centre: tuple[int, ...], spacing_zyx: Sequence[float], outline: np.ndarray | None = None) -> None:
+    """Fill a (3 x len(columns)) grid of matplotlib axes: rows axial/coronal/sagittal through ``centre``, one column
+    per ``(label, (Z, Y, X) volume, (vmin, vmax), colormap)``, physical aspect ratios; ``outline`` (a (Z, Y, X) 0/1
+    volume) is drawn as a white contour on every panel."""
+    aspects = _aspects(spacing_zyx)
     for col, (label, volume, (vmin, vmax), cmap) in enumerate(columns):
-        for row, (view, plane, aspect) in enumerate(zip(_VIEWS, _slices(volume, centre), aspects, strict=True)):
+        planes = _slices(volume, centre)
+        lines = _slices(outline, centre) if outline is not None else [None] * len(_VIEWS)
+        for row, (view, plane, aspect) in enumerate(zip(_VIEWS, planes, aspects, strict=True)):
             ax = axes[row][col]
             origin = "upper" if view == "axial" else "lower"
             ax.imshow(plane, cmap=cmap, vmin=vmin, vmax=vmax, aspect=aspect, origin=origin, interpolation="nearest")
+            if lines[row] is not None and np.any(lines[row] > 0.5):
+                ax.contour(lines[row], levels=[0.5], colors="white", linewidths=0.6, origin=origin)
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
                 ax.set_title(label, fontsize=9)
             if col == 0:
                 ax.set_ylabel(view, fontsize=9)
+
+
+def save_figure(fig: Any, path: Path, title: str = "") -> Path:
+    """Add ``title``, lay out and write ``fig`` as ``path`` (parent folders created); returns ``path``."""
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -166,7 +182,7 @@ def save_region_boxplot(path: Path, values_by_region: Mapping[str, Sequence[floa
     """
     regions = sorted(values_by_region)
     data = [[v for v in values_by_region[r] if math.isfinite(v)] for r in regions]
-    fig = _new_figure(1.6 + 1.2 * max(len(regions), 1), 4.0)
+    fig = new_figure(1.6 + 1.2 * max(len(regions), 1), 4.0)
     ax = fig.subplots()
     if regions:
         ax.boxplot(data, showmeans=True)
