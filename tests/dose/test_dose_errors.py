@@ -93,3 +93,16 @@ def test_grand_challenge_image_has_no_dose_extra(repo_root: Path) -> None:
     for name in ("pyradplan", "pymedphys", "requirements-dose"):
         assert name not in requirements and name not in dockerfile
     assert "numpy==2.4.6" in (repo_root / "requirements-dose.txt").read_text()
+
+
+def test_pyradplan_gpu_backends_are_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyRadPlan prefers a GPU backend by default; synthct turns that off on the first import unless asked."""
+    prp = pytest.importorskip("pyRadPlan")
+    from synthct.dose import engine
+
+    monkeypatch.setitem(engine._STATE, "configured", False)
+    monkeypatch.setattr(prp.settings.xp, "prefer_gpu", True)
+    assert engine.require_pyradplan().settings.xp.prefer_gpu is False
+    assert engine.require_pyradplan(gpu=True).settings.xp.prefer_gpu is True
+    assert engine.require_pyradplan().settings.xp.prefer_gpu is True  # None keeps the explicit choice
+    engine.require_pyradplan(gpu=False)

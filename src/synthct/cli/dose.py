@@ -50,6 +50,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     pl.add_argument("--max-iter", type=int, default=None, help="optimiser iterations (default 100)")
     pl.add_argument("--hlut", type=Path, default=None, help="CSV of HU,relative density/stopping power (default: "
                     "pyRadPlan's generic table)")
+    pl.add_argument("--pyradplan-gpu", action="store_true", help="let pyRadPlan use a GPU array backend (opt-in; "
+                    "not measured or tested by synthct; default: CPU numpy)")
     pl.add_argument("--plan-cache", type=Path, default=None, help="folder caching the CT plans' weights across runs")
     g = p.add_argument_group("gamma")
     g.add_argument("--gamma-dose", type=float, default=2.0, help="dose criterion, %% of the max (global; default 2)")
@@ -99,7 +101,7 @@ def _run(args: argparse.Namespace) -> int:
     missing = [f"--{n}" for n in needed if getattr(args, n) is None]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
-    require_pyradplan()  # one ERROR line with the install recipe when the dose extra is missing
+    require_pyradplan(gpu=args.pyradplan_gpu)  # one ERROR line with the install recipe when the extra is missing
     template = _template(args)
     if single:
         from synthct.dose.case import run_case

@@ -39,8 +39,15 @@ class DoseDependencyError(RuntimeError):
     with one ERROR line naming the install recipe)."""
 
 
-def require_pyradplan() -> Any:
-    """Import and return the ``pyRadPlan`` module, or raise :class:`DoseDependencyError` with the install recipe."""
+#: Whether pyRadPlan's backend preference was set in this process (it starts as "CPU" on the first import).
+_STATE: dict[str, bool] = {"configured": False}
+
+
+def require_pyradplan(gpu: bool | None = None) -> Any:
+    """Import and return the ``pyRadPlan`` module, or raise :class:`DoseDependencyError` with the install recipe.
+
+    pyRadPlan prefers a GPU array backend when one is importable (torch is, in synthct's venv); that path has not been
+    measured here, so it is off unless ``gpu`` (``synthct dose --pyradplan-gpu``, opt-in and untested)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -48,6 +55,11 @@ def require_pyradplan() -> Any:
             from pyRadPlan.core._progress import ProgressReporter
     except ImportError as exc:
         raise DoseDependencyError(f"{INSTALL_HINT} ({exc})") from exc
+    if gpu is not None or not _STATE["configured"]:
+        pyRadPlan.settings.xp.prefer_gpu = bool(gpu)
+        _STATE["configured"] = True
+    if gpu:
+        LOG.warning("pyRadPlan GPU array backends requested: opt-in, not measured or tested by synthct")
     if not LOG.isEnabledFor(logging.DEBUG):
         # pyRadPlan's nested per-ray tqdm bars and its "no engine specified, using the first" warnings are noise
         # here (synthct logs one line per plan and per sCT); --verbose keeps them.

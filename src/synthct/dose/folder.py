@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -64,6 +65,11 @@ def cases_of(job: FolderJob) -> list[DoseCase]:
     return out[job.rank :: job.world_size]
 
 
+def _init_worker(level: int) -> None:
+    """Log like the parent (``synthct`` configures the root logger on stderr)."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
 def _run_one(case: DoseCase, out: Path, overwrite: bool, plan_cache: Path | None) -> dict[str, Any]:
     try:
         result = run_case(case, out, overwrite=overwrite, plan_cache=plan_cache)
@@ -84,7 +90,11 @@ def run_folder(job: FolderJob) -> dict[str, Any]:
     if job.workers <= 1 or len(todo) <= 1:
         statuses = [_run_one(c, job.out_dir / c.case_id, job.overwrite, job.plan_cache) for c in todo]
     else:
-        with ProcessPoolExecutor(max_workers=job.workers) as pool:
+        # spawn, not fork: a parent that already ran torch or numba holds GNU OpenMP, and forking it aborts the child
+        # ("fork() called from a process already using GNU OpenMP"); measured in benchmarks/dose_speed.py
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=job.workers, mp_context=context, initializer=_init_worker,
+                                 initargs=(logging.getLogger().getEffectiveLevel(),)) as pool:
             futures = [pool.submit(_run_one, c, job.out_dir / c.case_id, job.overwrite, job.plan_cache) for c in todo]
             statuses = [f.result() for f in futures]
     summary = summarise(job.out_dir)
