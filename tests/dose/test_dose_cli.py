@@ -121,3 +121,30 @@ def test_cached_plan_is_reused(run: tuple[Path, dict], slab: Path, capsys: pytes
     assert "reusing cached weights" in capsys.readouterr().err
     second = json.loads((again / "dose_metrics.json").read_text())["scts"]["cbct"]["proton"]
     assert second["dose_mae_percent"] == pytest.approx(data["scts"]["cbct"]["proton"]["dose_mae_percent"], abs=1e-6)
+
+
+def test_a_custom_hlut_is_applied(slab: Path, tmp_path: Path) -> None:
+    """The same photon plan recomputed with a lookup table that raises every density by 10 % gives another dose; the
+    default table read back from CSV gives the same dose."""
+    from synthct.dose import engine
+    from synthct.dose.case import DoseCase, load_structures
+    from synthct.dose.settings import default_settings
+    from synthct.dose.structures import resample_hu
+    from synthct.io.image import read_image
+
+    settings = default_settings("photon", "AB", beams=5, ct_resolution_mm=4.0, dose_grid_mm=6.0, max_iter=5)
+    _, geometry, ct_image = read_image(slab / "ct.mha")
+    case = DoseCase("hlut", slab / "ct.mha", {}, slab / "mask.mha", (settings,))
+    structures = load_structures(case, ct_image, geometry, settings.ct_resolution_mm)
+    hu, masks = resample_hu(ct_image, structures.reference), structures.engine_masks()
+    plan = engine.make_plan(hu, masks, settings)
+    default = engine.hlut_table()
+    np.savetxt(tmp_path / "default.csv", default, delimiter=",", header="HU,value")
+    np.savetxt(tmp_path / "denser.csv", default * [1.0, 1.1], delimiter=",")
+    same, _ = engine.forward_dose(plan, hu, masks, engine.hlut_table(str(tmp_path / "default.csv")))
+    denser, _ = engine.forward_dose(plan, hu, masks, engine.hlut_table(str(tmp_path / "denser.csv")))
+    assert np.allclose(same, plan.dose, atol=1e-5)
+    assert np.abs(denser - plan.dose).max() > 0.02 * float(plan.dose.max())
+    (tmp_path / "bad.csv").write_text("0,1\n-100,0.9\n")
+    with pytest.raises(ValueError, match="increasing HU"):
+        engine.hlut_table(str(tmp_path / "bad.csv"))

@@ -106,3 +106,13 @@ def test_pyradplan_gpu_backends_are_opt_in(monkeypatch: pytest.MonkeyPatch) -> N
     assert engine.require_pyradplan(gpu=True).settings.xp.prefer_gpu is True
     assert engine.require_pyradplan().settings.xp.prefer_gpu is True  # None keeps the explicit choice
     engine.require_pyradplan(gpu=False)
+
+
+def test_engine_failure_inside_the_staged_folder(slab: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """pyRadPlan 0.5.0's proton SSD step fails on this thin slab at a 5 mm CT / 8 mm dose grid: one line naming the
+    stage and the settings, and the staged output folder is removed."""
+    pytest.importorskip("pyRadPlan")
+    line = _run(capsys, slab, tmp_path / "out", "--modality", "proton", "--ct-resolution", "5", "--dose-grid", "8",
+                "--max-iter", "5")
+    assert "pyRadPlan failed in the proton" in line and "8 mm dose grid" in line

@@ -68,6 +68,24 @@ def require_pyradplan(gpu: bool | None = None) -> Any:
     return pyRadPlan
 
 
+class DoseEngineError(RuntimeError):
+    """pyRadPlan failed inside a planning or dose stage (the message names the stage and the settings)."""
+
+
+@contextmanager
+def _stage(name: str, settings: PlanSettings) -> Iterator[None]:
+    """Turn an exception raised inside pyRadPlan during stage ``name`` into one :class:`DoseEngineError` line."""
+    try:
+        yield
+    except (ArithmeticError, AttributeError, IndexError, KeyError, TypeError, ValueError, RuntimeError) as exc:
+        if isinstance(exc, DoseEngineError):
+            raise
+        raise DoseEngineError(
+            f"pyRadPlan failed in the {settings.modality} {name} ({type(exc).__name__}: {str(exc)[:200]}) with a "
+            f"{settings.dose_grid_mm:g} mm dose grid on a >= {settings.ct_resolution_mm:g} mm CT; a finer "
+            "--dose-grid / --ct-resolution or more axial slices usually avoid it") from exc
+
+
 @contextmanager
 def _quiet() -> Iterator[None]:
     """Silence pyRadPlan's numpy/Python warnings (divide-by-zero in its ray tracer, GPU fallback) unless debugging."""
@@ -177,20 +195,24 @@ def _make_plan(prp: Any, hu: sitk.Image, masks: Mapping[str, tuple[str, sitk.Ima
     pln = _pln(settings, hlut)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    stf = prp.generate_stf(ct, cst, pln)
+    with _stage("steering", settings):
+        stf = prp.generate_stf(ct, cst, pln)
     seconds["steering"] = time.perf_counter() - t0
     if weights is None:
         t0 = time.perf_counter()
-        dij = prp.calc_dose_influence(ct, cst, stf, pln)
+        with _stage("influence matrix", settings):
+            dij = prp.calc_dose_influence(ct, cst, stf, pln)
         seconds["influence_matrix"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        weights = np.asarray(prp.fluence_optimization(ct, cst, stf, dij, pln), dtype=np.float64)
+        with _stage("optimisation", settings):
+            weights = np.asarray(prp.fluence_optimization(ct, cst, stf, dij, pln), dtype=np.float64)
+            dose = _dose_array(dij.compute_result_ct_grid(weights))
         seconds["optimisation"] = time.perf_counter() - t0
-        dose = _dose_array(dij.compute_result_ct_grid(weights))
         del dij
     else:
         t0 = time.perf_counter()
-        dose = _dose_array(prp.calc_dose_forward(ct, cst, copy.deepcopy(stf), pln, weights=weights.copy()))
+        with _stage("dose of the cached weights", settings):
+            dose = _dose_array(prp.calc_dose_forward(ct, cst, copy.deepcopy(stf), pln, weights=weights.copy()))
         seconds["dose_from_cached_weights"] = time.perf_counter() - t0
     LOG.info("%s plan: %d beams, %d bixels, %s", settings.modality, len(settings.gantry_angles), weights.size,
              ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
@@ -202,7 +224,7 @@ def forward_dose(plan: CTPlan, hu: sitk.Image, masks: Mapping[str, tuple[str, si
     """The dose of ``plan`` (its steering and weights) on the image ``hu``, and the seconds it took."""
     prp = require_pyradplan()
     t0 = time.perf_counter()
-    with _quiet():
+    with _quiet(), _stage("dose on the sCT", plan.settings):
         ct, cst = build_case(hu, masks, plan.settings)
         result = prp.calc_dose_forward(ct, cst, copy.deepcopy(plan.stf), _pln(plan.settings, hlut),
                                        weights=plan.weights.copy())
