@@ -65,9 +65,27 @@ def cases_of(job: FolderJob) -> list[DoseCase]:
     return out[job.rank :: job.world_size]
 
 
-def _init_worker(level: int) -> None:
-    """Log like the parent (``synthct`` configures the root logger on stderr)."""
+def _init_worker(level: int, threads: int) -> None:
+    """Log like the parent (``synthct`` configures the root logger on stderr) and share the cores: pyRadPlan's numba
+    ray tracer and BLAS would otherwise each use every core in every worker."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        import numba
+
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    except ImportError:  # pragma: no cover - numba comes with the dose extra
+        pass
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=threads)
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn (nnunetv2)
+        pass
+
+
+def worker_threads(workers: int) -> int:
+    """Threads per worker process: the CPUs this process may use, divided among ``workers`` (at least 1)."""
+    return max(1, len(os.sched_getaffinity(0)) // max(1, workers))
 
 
 def _run_one(case: DoseCase, out: Path, overwrite: bool, plan_cache: Path | None) -> dict[str, Any]:
@@ -93,8 +111,9 @@ def run_folder(job: FolderJob) -> dict[str, Any]:
         # spawn, not fork: a parent that already ran torch or numba holds GNU OpenMP, and forking it aborts the child
         # ("fork() called from a process already using GNU OpenMP"); measured in benchmarks/dose_speed.py
         context = multiprocessing.get_context("spawn")
+        init = (logging.getLogger().getEffectiveLevel(), worker_threads(job.workers))
         with ProcessPoolExecutor(max_workers=job.workers, mp_context=context, initializer=_init_worker,
-                                 initargs=(logging.getLogger().getEffectiveLevel(),)) as pool:
+                                 initargs=init) as pool:
             futures = [pool.submit(_run_one, c, job.out_dir / c.case_id, job.overwrite, job.plan_cache) for c in todo]
             statuses = [f.result() for f in futures]
     summary = summarise(job.out_dir)
