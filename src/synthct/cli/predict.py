@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from synthct.contracts import synthrad
 from synthct.network.manifest import parse_fold
 
 MODELS_JSON = Path("resources") / "models.json"
@@ -26,8 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-i", "--input", type=Path, default=None, help="folder of cases (batch mode)")
     p.add_argument("-o", "--output", type=Path, default=None, help="output folder of <id>.mha (batch mode)")
     p.add_argument("--masks", type=Path, default=None, help="batch: folder of <id>.mha body masks (flat layout)")
-    p.add_argument("--task", choices=("mri", "cbct"), default=None, help="batch: task where the ids do not say it")
-    p.add_argument("--region", choices=("HN", "TH", "AB"), default=None,
+    p.add_argument("--task", choices=synthrad.task_names(), default=None,
+                   help="batch: task where the ids do not say it")
+    p.add_argument("--region", choices=synthrad.region_codes(), default=None,
                    help="batch: region where neither the path nor the id says it")
     p.add_argument("--models", type=Path, default=None,
                    help=f"batch: routing file (default {MODELS_JSON} in the current folder), as process.py")

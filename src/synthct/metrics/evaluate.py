@@ -45,8 +45,11 @@ LOG = logging.getLogger(__name__)
 SegmentationMode = Literal["auto", "totalsegmentator", "bone"]
 #: Statistic names of the aggregates, as in the official ``metrics.json``.
 STAT_KEYS: tuple[str, ...] = ("mean", "std", "min", "max", "25pc", "50pc", "75pc", "count")
-#: Scored classes for a case whose region is unknown: every class of any region.
-ALL_REGION_CLASSES: tuple[int, ...] = tuple(sorted({c for cs in REGION_CLASSES.values() for c in cs}))
+
+
+def all_region_classes() -> tuple[int, ...]:
+    """Scored classes for a case whose region is unknown: every class of any region."""
+    return tuple(sorted({c for cs in REGION_CLASSES.values() for c in cs}))
 
 
 @dataclass(frozen=True)
@@ -221,7 +224,7 @@ class _Segmenter:
             out = sitk.GetImageFromArray(labels)
             out.CopyInformation(gt_img)
             sitk.WriteImage(out, str(seg_dir / f"{case.case_id}_{name}.nii.gz"), True)
-        classes = region_classes(case.region) if case.region in REGION_CLASSES else ALL_REGION_CLASSES
+        classes = region_classes(case.region) if case.region in REGION_CLASSES else all_region_classes()
         scores = segmentation_metrics(
             gt_labels,
             pred_labels,
