@@ -1,6 +1,6 @@
 """Opt-in tile-engine switches for the sliding window (none is on by default; none is measured on a GPU yet).
 
-Each switch computes the same function as the eager engine (:func:`~synthct.inference.sliding_window.predict_batch`):
+Each switch computes the same function as the eager engine (:func:`~synthct.inference.ensemble.ensemble_forward`):
 
 * ``warmup``: one forward per tile-batch shape before the first real batch, so cuDNN's autotuning
   (``cudnn.benchmark``) and the allocator's growth happen outside the timed stitching loop.
@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from synthct.inference.sliding_window import AMP_DTYPES, predict_batch
+from synthct.inference import ensemble
 
 LOG = logging.getLogger(__name__)
 
@@ -148,14 +148,14 @@ def prepare_networks(networks: Sequence[nn.Module], options: AccelOptions) -> li
 def ensemble_forward(networks: Sequence[Callable[[torch.Tensor], torch.Tensor]], x: torch.Tensor,
                      mirror_axes: Sequence[int], amp_dtype: torch.dtype | None, channels_last: bool = False,
                      autocast_cache: bool = True) -> torch.Tensor:
-    """:func:`~synthct.inference.sliding_window.predict_batch`'s mean over networks and flips, same order of sums.
+    """:func:`~synthct.inference.ensemble.ensemble_forward` (mean over networks and flips), contiguous.
 
     ``channels_last`` feeds NDHWC tiles; ``autocast_cache=False`` is required inside CUDA-graph capture.
 
     Returns:
         (B, C_out, Z, Y, X) float32, contiguous, on ``x.device``.
     """
-    return predict_batch(networks, x, mirror_axes, amp_dtype, channels_last, autocast_cache).contiguous()
+    return ensemble.ensemble_forward(networks, x, mirror_axes, amp_dtype, channels_last, autocast_cache).contiguous()
 
 
 def _sync(device: torch.device) -> None:
@@ -188,7 +188,7 @@ class TileEngine:
         self.tile_size = tuple(int(t) for t in tile_size)
         self.in_channels = int(in_channels)
         self.mirror_axes = tuple(mirror_axes)
-        self.amp = AMP_DTYPES[amp_dtype]
+        self.amp = ensemble.AMP_DTYPES[amp_dtype]
         self.stats: dict[str, float] = {"compile_wrap_s": 0.0, "warmup_s": 0.0, "capture_s": 0.0, "prepared": 0}
         self.networks: list[Callable[[torch.Tensor], torch.Tensor]] = list(networks)
         if options.compile_mode is not None:

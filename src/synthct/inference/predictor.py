@@ -7,6 +7,7 @@ differs) → sliding window over all folds at once → (resample back) → HU = 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -51,9 +52,10 @@ class InferenceOptions:
             :mod:`synthct.inference.cpu_threads`).
         accel: opt-in tile-engine switches and device resampling (:class:`~synthct.inference.accel.AccelOptions`;
             all off by default).
-        time_budget: per-case time budget in seconds (None = none), for callers that build the
-            :class:`~synthct.inference.budget.TimeBudget` passed to :meth:`SyntheticCTPredictor.predict`
-            (process.py reads it from models.json).
+        time_budget: the routed per-case time budget in seconds (models.json ``time_budget``; None = none). The
+            predictor does not read it: the caller resolves the case's seconds (``--time-budget`` > this >
+            $SYNTHCT_TIME_BUDGET, :func:`~synthct.inference.budget.budget_seconds`) and passes an immutable
+            :class:`~synthct.inference.budget.TimeBudget` to :meth:`SyntheticCTPredictor.predict`.
     """
 
     step: float = 0.3
@@ -177,8 +179,8 @@ class SyntheticCTPredictor:
             where = self.device if self.options.accel.resample_on_device else torch.device("cpu")
             z, m = _resample(z.to(where), shape, "trilinear"), _resample(m.to(where), shape, "nearest")
             timer.lap("resample")
-        if budget is not None and budget.fold_names is None:
-            budget.fold_names = self.fold_names
+        if budget is not None and budget.fold_names is None:  # a copy: the caller's budget stays as it is
+            budget = dataclasses.replace(budget, fold_names=self.fold_names)
         out = sliding_window_predict(self.networks, z, self.settings, self.device, mask=m[0].cpu().numpy() > 0.5,
                                      engine=self.engine, budget=budget)
         timer.lap("tiles")
