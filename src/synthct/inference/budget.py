@@ -29,14 +29,15 @@ import logging
 import os
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from synthct.inference.ensemble import Ensemble
+from synthct.paths import SETTINGS_ENV, settings
 
 LOG = logging.getLogger(__name__)
-#: Environment variable holding the image's default budget in seconds (set in the Dockerfile).
-BUDGET_ENV = "SYNTHCT_TIME_BUDGET"
+#: Environment variable holding the image's default budget in seconds (set in the Dockerfile; read by synthct.paths).
+BUDGET_ENV = SETTINGS_ENV["time_budget"]
 
 
 def process_start(clock: Callable[[], float] = time.monotonic) -> float:
@@ -184,13 +185,12 @@ class TimeBudget:
         return elapsed
 
 
-def budget_seconds(cli: float | None, routed: float | None, env: dict[str, str] | None = None) -> float | None:
+def budget_seconds(cli: float | None, routed: float | None, env: Mapping[str, str] | None = None) -> float | None:
     """The budget in seconds: ``--time-budget`` > models.json ``time_budget`` > $SYNTHCT_TIME_BUDGET > none.
 
     0 (at any level) switches the budget off. Raises ValueError on a negative or non-numeric value.
     """
-    env = os.environ if env is None else env
-    sources = (("--time-budget", cli), ("models.json time_budget", routed), (BUDGET_ENV, env.get(BUDGET_ENV)))
+    sources = (("--time-budget", cli), ("models.json time_budget", routed), (BUDGET_ENV, settings(env).time_budget))
     for source, value in sources:
         if value is None or value == "":
             continue

@@ -322,14 +322,16 @@ def _montage(
         f"{k} {v:.4g}" for k, v in row.items() if k not in ("case_id", "region")
     )
     rel = Path("qa") / f"{case.case_id}.png"
-    (gt, pred, mask, input_arr), spacing_zyx = report.to_display_orientation((gt, pred, mask, input_arr), gt_img)
+    (gt_shown, pred_shown, mask_shown, input_shown), spacing_zyx = report.to_display_orientation(
+        (gt, pred, mask, input_arr), gt_img)
+    assert gt_shown is not None and pred_shown is not None  # given, so reoriented (None only for a None input)
     report.save_montage(
         config.out_dir / rel,
-        ct=gt,
-        sct=pred,
+        ct=gt_shown,
+        sct=pred_shown,
         spacing_zyx=spacing_zyx,
-        mask=mask,
-        input_image=input_arr,
+        mask=mask_shown,
+        input_image=input_shown,
         title=title,
     )
     return rel.as_posix()

@@ -104,7 +104,7 @@ def random_training_results(
         torch.manual_seed(seed + fold)
         network = build_network(arch, 1, 1)
         optimizer = torch.optim.SGD(network.parameters(), lr=1e-2, momentum=0.99, nesterov=True)
-        checkpoint = {
+        checkpoint: dict[str, Any] = {
             "network_weights": network.state_dict(),
             "optimizer_state": optimizer.state_dict(),
             "grad_scaler_state": None,

@@ -4,14 +4,16 @@
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from synthct.paths import SETTINGS_ENV, settings
+
 #: Environment variable with TrainConfig fields (a JSON object, or the path of a JSON file) that override the plans'
 #: ``synthct.train_config``; the way to set hyper-parameters for stock ``nnUNetv2_train`` (synthct.training.nnunet_ext).
-TRAIN_CONFIG_ENV = "SYNTHCT_TRAIN_CONFIG"
+TRAIN_CONFIG_ENV = SETTINGS_ENV["train_config"]
 AUGMENTATIONS = ("paper", "mild")
 OPTIMIZERS = ("sgd", "adamw")
 #: ``compile`` choices: "stock" (nnU-Net's rule: ``nnUNet_compile``, on by default on CUDA, never on the CPU), "off",
@@ -147,14 +149,14 @@ class TrainConfig:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-def with_env_overrides(config: TrainConfig, env: dict[str, str] | None = None) -> tuple[TrainConfig, dict[str, Any]]:
+def with_env_overrides(config: TrainConfig, env: Mapping[str, str] | None = None
+                       ) -> tuple[TrainConfig, dict[str, Any]]:
     """``config`` with the fields in ``$SYNTHCT_TRAIN_CONFIG`` replaced; returns (config, the overrides applied).
 
     The variable holds a JSON object (``'{"epochs": 1, "iterations_per_epoch": 1}'``) or the path of a JSON file with
     one. Raises ValueError naming the variable on bad JSON, unknown keys or invalid values.
     """
-    env = os.environ if env is None else env
-    raw = env.get(TRAIN_CONFIG_ENV, "").strip()
+    raw = (settings(env).train_config or "").strip()
     if not raw:
         return config, {}
     try:

@@ -19,10 +19,11 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+
+from synthct.paths import at_least_one_augmentation_worker
 
 LOG = logging.getLogger(__name__)
 
@@ -71,14 +72,8 @@ def plan_extractor(dataset: str | int | Path, spacing: Sequence[float], patch_si
     planner = ExperimentPlanner(name, plans_name=plans_name,
                                 overwrite_target_spacing=[float(s) for s in spacing])
     # the stock VRAM estimate calls torch.set_num_threads(get_allowed_n_proc_DA()), which fails for nnUNet_n_proc_DA=0
-    previous = os.environ.get("nnUNet_n_proc_DA")
-    if previous is not None and previous.strip() == "0":
-        os.environ["nnUNet_n_proc_DA"] = "1"
-    try:
+    with at_least_one_augmentation_worker():
         plans = planner.plan_experiment()
-    finally:
-        if previous is not None:
-            os.environ["nnUNet_n_proc_DA"] = previous
     config = plans["configurations"]["3d_fullres"]
     arch = config["architecture"]["arch_kwargs"]
     if patch_size is not None:
