@@ -73,6 +73,27 @@ def _release_inputs() -> dict[str, str]:
     return {t.input_stem: t.name for t in synthrad.TASKS}
 
 
+def task_from_name(image: Path) -> str | None:
+    """The task an image's name says: a release stem (``mr.mha`` → mri, ``cbct.mha`` → cbct), else the SynthRAD id of
+    its stem or of its folder (``1HNA001.mha``, ``1HNA001/x.mha`` → mri); None when neither does."""
+    stem = synthrad.strip_image_suffix(image.name) or image.name
+    if stem in _release_inputs():
+        return _release_inputs()[stem]
+    ids = [name for name in (stem, image.parent.name) if _is_case_id(name)]
+    return _task_from_id(ids[0]) if ids else None
+
+
+def region_from_name(image: Path) -> str | None:
+    """The region code of the SynthRAD id of an image's stem or of its folder; None when neither is an id."""
+    stem = synthrad.strip_image_suffix(image.name) or image.name
+    ids = [name for name in (stem, image.parent.name) if _is_case_id(name)]
+    return _region_from_id(ids[0]) if ids else None
+
+
+def _is_case_id(name: str) -> bool:
+    return synthrad.case_id_pattern().match(name) is not None
+
+
 def _release_case(folder: Path, files: dict[str, Path], region: str | None) -> BatchCase:
     release_inputs = _release_inputs()
     inputs = [stem for stem in release_inputs if stem in files]
