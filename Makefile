@@ -25,6 +25,7 @@ test: venv
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks scripts process.py
+	$(BIN)/mypy
 
 bench: venv
 	$(BIN)/python benchmarks/inference_speed.py

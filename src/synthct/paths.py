@@ -13,6 +13,7 @@ exception is :mod:`synthct.openmp`, which must set ``OMP_WAIT_POLICY`` before to
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 from collections.abc import Iterator, Mapping
@@ -183,11 +184,11 @@ def settings(env: Mapping[str, str] | None = None) -> Settings:
     return Settings(**{field: source.get(name) for field, name in SETTINGS_ENV.items()})
 
 
-def add_path_arguments(parser: object, *names: str) -> None:
+def add_path_arguments(parser: argparse.ArgumentParser, *names: str) -> None:
     """Add ``--raw`` / ``--preprocessed`` / ``--results`` options (explicit folders that win over the environment)
     to an argparse parser."""
     helps = {"raw": f"nnU-Net raw folder (default ${RAW})",
              "preprocessed": f"nnU-Net preprocessed folder (default ${PREPROCESSED})",
              "results": f"nnU-Net results folder (default ${RESULTS})"}
     for name in names:
-        parser.add_argument(f"--{name}", default=None, metavar="DIR", help=helps[name])  # type: ignore[attr-defined]
+        parser.add_argument(f"--{name}", default=None, metavar="DIR", help=helps[name])

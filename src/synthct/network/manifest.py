@@ -146,8 +146,8 @@ class ModelManifest:
                 input_normalization=InputNormalization.from_json(data["input_normalization"]),
                 target_normalization=TargetNormalization.from_json(data["target_normalization"]),
                 architecture=data["architecture"],
-                patch_size=tuple(int(v) for v in data["patch_size"]),  # type: ignore[arg-type]
-                spacing=tuple(float(v) for v in data["spacing"]),  # type: ignore[arg-type]
+                patch_size=tuple(int(v) for v in data["patch_size"]),  # type: ignore[arg-type]  # length: post_init
+                spacing=tuple(float(v) for v in data["spacing"]),  # type: ignore[arg-type]  # length: post_init
                 weights={str(k): str(v) for k, v in data["weights"].items()},
                 trained_with_mirroring=bool(data.get("trained_with_mirroring", False)),
                 mirror_axes=tuple(int(a) for a in data.get("mirror_axes", ())),
