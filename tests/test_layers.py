@@ -65,7 +65,8 @@ def test_contracts_are_pure_numpy() -> None:
         tree = ast.parse(path.read_text())
         roots = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         roots |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-        assert roots <= {"__future__", "dataclasses", "typing", "numpy", "synthct", "importlib", "json", "re", "collections"}, path
+        pure = {"__future__", "dataclasses", "typing", "numpy", "synthct", "importlib", "json", "re", "collections"}
+        assert roots <= pure, path
 
 
 # --- each rule fails on a forbidden fixture ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from synthct.challenge.errors import CaseError
-from synthct.challenge.routing import ROUTING_VERSION, _options, resolve_route
+from synthct.challenge.routing import ROUTING_VERSION, entry_options, resolve_route
 from synthct.contracts import synthrad
 from synthct.network.manifest import read_manifest
 
@@ -131,7 +131,7 @@ def set_route(models_json: Path, task: str, region: str, model_dir: Path, *, fol
     if note:
         entry["note"] = note
     try:
-        _options(entry, "cpu")
+        entry_options(entry, "cpu")
     except (TypeError, ValueError) as exc:
         raise ValueError(f"bad settings for {task}/{region}: {exc}") from None
     data["models"][task][region] = entry

@@ -23,6 +23,7 @@ from synthct.inference.cpu_threads import configure_cpu_threads
 from synthct.inference.grid import working_shape
 from synthct.inference.sliding_window import SlidingWindowSettings, sliding_window_predict
 from synthct.network.checkpoint import load_model_folder
+from synthct.network.device import resolve_device
 from synthct.typing import HUArray, PathLike, SpacingZYX
 
 if TYPE_CHECKING:
@@ -70,15 +71,6 @@ class InferenceOptions:
     cpu_threads: int | None = None
     accel: AccelOptions = field(default_factory=AccelOptions)
     time_budget: float | None = None
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    return device
 
 
 def _resample(volume: torch.Tensor, shape: Sequence[int], mode: str) -> torch.Tensor:

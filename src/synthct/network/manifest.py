@@ -17,7 +17,7 @@ ignore keys they do not know): ``licence`` (free text, ``synthct export --licenc
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -159,9 +159,6 @@ class ModelManifest:
             )
         except KeyError as exc:
             raise ValueError(f"synthct.json lacks the required key {exc.args[0]!r}") from None
-
-    def with_weights(self, weights: dict[str, str]) -> ModelManifest:
-        return replace(self, weights=weights)
 
 
 def read_manifest(model_dir: PathLike) -> ModelManifest:

@@ -313,7 +313,7 @@ def extract_fingerprint(dataset: str | int, num_processes: int = 4, overwrite: b
     return extractor.run(overwrite_existing=overwrite)
 
 
-def plan_dataset(dataset: str | int, archs: Sequence[str] = ("unet", "resunet"), gpu_memory_gb: float = 8,
+def plan_dataset(dataset: str | int, archs: Sequence[str] = ("unet", "resunet"), *, gpu_memory_gb: float = 8,
                  num_processes: int = 4, patch_size: Sequence[int] | None = None, batch_size: int | None = None,
                  base_features: int = 32, max_features: int = 320, overwrite_fingerprint: bool = False,
                  intensity_samples: int = FINGERPRINT_SAMPLES, input_skip: bool = False) -> dict[str, Path]:

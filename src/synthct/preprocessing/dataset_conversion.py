@@ -57,7 +57,7 @@ class ConversionReport:
                 "excluded": sorted(self.excluded), "skipped": dict(sorted(self.skipped.items()))}
 
 
-class CaseError(ValueError):
+class UnusableCase(ValueError):
     """A training case that cannot be used; the message says why."""
 
 
@@ -133,7 +133,7 @@ def read_exclude_file(path: PathLike | None) -> set[str]:
 def _check_same_grid(name: str, geometry: Geometry, reference: Geometry) -> None:
     problem = reference.mismatch(geometry)
     if problem is not None:
-        raise CaseError(f"{name} does not match the input grid: {problem}")
+        raise UnusableCase(f"{name} does not match the input grid: {problem}")
 
 
 def load_case(case_dir: Path, task: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, Geometry]:
@@ -141,27 +141,27 @@ def load_case(case_dir: Path, task: int) -> tuple[np.ndarray, np.ndarray, np.nda
     uint8 {0, 1}, the input's geometry).
 
     Raises:
-        CaseError: missing or unreadable file, size/geometry mismatch, non-finite values, empty mask.
+        UnusableCase: missing or unreadable file, size/geometry mismatch, non-finite values, empty mask.
     """
     files = {"input": case_dir / f"{_task(task).input_stem}.mha", "ct": case_dir / "ct.mha",
              "mask": case_dir / "mask.mha"}
     missing = [p.name for p in files.values() if not p.is_file()]
     if missing:
-        raise CaseError(f"missing {', '.join(missing)}")
+        raise UnusableCase(f"missing {', '.join(missing)}")
     try:
         image, geometry, _ = read_image(files["input"])
         ct, ct_geometry, _ = read_image(files["ct"])
         mask, mask_geometry, _ = read_image(files["mask"])
     except (ValueError, FileNotFoundError) as exc:
-        raise CaseError(str(exc)) from None
+        raise UnusableCase(str(exc)) from None
     _check_same_grid("ct.mha", ct_geometry, geometry)
     _check_same_grid("mask.mha", mask_geometry, geometry)
     for name, array in (("input", image), ("ct.mha", ct)):
         if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
-            raise CaseError(f"{name} contains non-finite values")
+            raise UnusableCase(f"{name} contains non-finite values")
     body = (mask > 0).astype(np.uint8)
     if not body.any():
-        raise CaseError("mask.mha is empty")
+        raise UnusableCase("mask.mha is empty")
     ct_dtype = np.int16 if np.issubdtype(ct.dtype, np.integer) else np.float32
     ct = np.clip(ct, HU_MIN, HU_MAX).astype(ct_dtype)
     return image, ct, body, geometry
@@ -220,7 +220,7 @@ def _convert_into(case_dirs: Iterable[Path], task: int, regions: Sequence[str], 
     def work(case_dir: Path) -> tuple[str, str | None]:
         try:
             _convert_case(case_dir, task, out)
-        except CaseError as exc:
+        except UnusableCase as exc:
             return case_dir.name, str(exc)
         return case_dir.name, None
 

@@ -28,7 +28,7 @@ from synthct.losses.afp import AFPLoss
 from synthct.losses.feature_extractor import load_feature_extractor
 from synthct.network.checkpoint import load_state_dict
 from synthct.training.config import TrainConfig
-from synthct.training.trainer import SynthCTTrainerL1, _gather
+from synthct.training.trainer import SynthCTTrainerL1, gather_ranks
 
 #: Fine-tune defaults that differ from stage 1.
 AFP_DEFAULTS: dict[str, Any] = {"epochs": 500, "initial_lr": 1e-3, "l1_weight": 5.0}
@@ -114,7 +114,7 @@ class SynthCTTrainerAFP(SynthCTTrainerL1):
 
     def on_train_epoch_end(self, train_outputs: list[dict]) -> None:
         super().on_train_epoch_end(train_outputs)
-        rows = [r for rank in _gather([(o["l1"], o["afp"]) for o in train_outputs]) for r in rank]
+        rows = [r for rank in gather_ranks([(o["l1"], o["afp"]) for o in train_outputs]) for r in rank]
         self.last_train_terms = {"l1": float(np.mean([r[0] for r in rows])),
                                  "afp": float(np.mean([r[1] for r in rows]))}
         self.print_to_log_file(f"train L1 {self.last_train_terms['l1']:.4f}, AFP {self.last_train_terms['afp']:.4f}")

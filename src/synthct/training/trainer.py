@@ -64,7 +64,7 @@ from synthct.training.progress import plot_progress
 _CUDA = torch.device("cuda")
 
 
-def _gather(value: Any) -> list[Any]:
+def gather_ranks(value: Any) -> list[Any]:
     """``[value]`` without DDP, the values of every rank under DDP."""
     if not (dist.is_available() and dist.is_initialized()):
         return [value]
@@ -284,7 +284,7 @@ class SynthCTTrainerL1(nnUNetTrainer):
             self.optimizer.step()
 
     def on_train_epoch_end(self, train_outputs: list[dict]) -> None:
-        losses = [v for rank in _gather([o["loss"] for o in train_outputs]) for v in rank]
+        losses = [v for rank in gather_ranks([o["loss"] for o in train_outputs]) for v in rank]
         self.logger.log("train_losses", float(np.mean(losses)), self.current_epoch)
 
     def validation_step(self, batch: dict) -> dict:
@@ -299,7 +299,7 @@ class SynthCTTrainerL1(nnUNetTrainer):
         return {"loss": float(loss.cpu()), "abs_error_hu": float(error.cpu()), "n_body": int(body.sum().cpu())}
 
     def on_validation_epoch_end(self, val_outputs: list[dict]) -> None:
-        gathered = _gather([(o["loss"], o["abs_error_hu"], o["n_body"]) for o in val_outputs])
+        gathered = gather_ranks([(o["loss"], o["abs_error_hu"], o["n_body"]) for o in val_outputs])
         rows = [row for rank in gathered for row in rank]
         n_body = sum(r[2] for r in rows)
         mae_hu = sum(r[1] for r in rows) / n_body if n_body else float("nan")
@@ -353,7 +353,7 @@ class SynthCTTrainerL1(nnUNetTrainer):
             validation.write_case(original, properties, out_dir / f"{key}{self.dataset_json['file_ending']}")
             self.print_to_log_file(f"validation {key}: MAE {scores[-1].mae_hu:.1f} HU, PSNR {scores[-1].psnr_db:.2f} "
                                    f"dB, MS-SSIM {scores[-1].ms_ssim:.4f}")
-        scores = [s for rank in _gather(scores) for s in rank]
+        scores = [s for rank in gather_ranks(scores) for s in rank]
         if self.local_rank != 0:
             return None
         summary = validation.write_summary(scores, out_dir / "summary.json", {
