@@ -67,7 +67,7 @@ def _read_slab(path: Path, slices: tuple[int, int] | None) -> sitk.Image:
 def make_gc_input(sample_dir: Path, input_root: Path, task: str = "mri", region: str = DEMO_CASES["mri"].region,
                   slices: tuple[int, int] | None = None) -> Path:
     """A grand-challenge input folder (images/<task>/, images/body/, region.json) from a sample folder."""
-    image_name = {"mri": "mr.mha", "cbct": "cbct.mha"}[task]
+    image_name = f"{synthrad.get_task(task).input_stem}.mha"
     if input_root.exists():
         shutil.rmtree(input_root)
     (input_root / synthrad.get_task(task).input_dir).mkdir(parents=True)

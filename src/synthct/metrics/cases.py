@@ -23,7 +23,8 @@ from synthct.contracts.synthrad import IMAGE_SUFFIXES
 from synthct.io.image import images_by_stem
 
 #: File stems of a release case folder (``Task1/HN/<id>/``) per evaluation folder kind.
-RELEASE_NAMES: dict[str, tuple[str, ...]] = {"ground-truth": ("ct",), "mask": ("mask",), "input": ("mr", "cbct")}
+RELEASE_NAMES: dict[str, tuple[str, ...]] = {"ground-truth": ("ct",), "mask": ("mask",),
+                                             "input": tuple(t.input_stem for t in synthrad.TASKS)}
 #: Region of a case id that does not follow the SynthRAD pattern.
 UNKNOWN_REGION: str = "unknown"
 
