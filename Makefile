@@ -36,6 +36,7 @@ test: dose-venv
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks scripts process.py
+	$(BIN)/mypy
 
 bench: venv
 	$(BIN)/python benchmarks/inference_speed.py

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from synthct.contracts import synthrad
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples" / "porcine"
 MODEL = "weights/mri/porcine-demo"
@@ -81,7 +83,7 @@ def write_models(root: Path, step: float) -> Path:
     entry = {"model": str(REPO / MODEL), "step": step, "blend": "mean", "tta": False}
     path = root / "resources" / "models.json"
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"version": 1, "models": {"mri": {r: entry for r in ("HN", "TH", "AB")}}}))
+    path.write_text(json.dumps({"version": 1, "models": {"mri": dict.fromkeys(synthrad.region_codes(), entry)}}))
     return path
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
+from synthct.contracts import synthrad
 from synthct.network.export import export_model
 from synthct.network.scaffold import random_training_results
 
@@ -37,7 +38,7 @@ def build(work: Path) -> tuple[Path, Path]:
     entry = {"model": str(model.relative_to(work / "app")), "step": 0.5, "tta": True}
     (work / "app" / "resources").mkdir(parents=True)
     (work / "app" / "resources" / "models.json").write_text(
-        json.dumps({"version": 1, "models": {"mri": dict.fromkeys(("HN", "TH", "AB"), entry)}}))
+        json.dumps({"version": 1, "models": {"mri": dict.fromkeys(synthrad.region_codes(), entry)}}))
     inp = work / "input"
     for sub, name in (("mri", "mr.mha"), ("body", "mask.mha")):
         (inp / "images" / sub).mkdir(parents=True)

@@ -259,6 +259,16 @@ def stage_base(args: argparse.Namespace) -> Path:
 # ------------------------------------------------------------------------------------------------------ 3. arms
 
 
+def repo_relative(path: Path, work: Path) -> str:
+    """``path`` as the report stores it: relative to the repository, else to the work folder (``$WORK/...``), never
+    an absolute path of this machine."""
+    path = path.resolve()
+    for base, prefix in ((REPO, ""), (work.resolve(), "$WORK/")):
+        if path.is_relative_to(base):
+            return prefix + path.relative_to(base).as_posix()
+    raise ValueError(f"{path} is neither under the repository {REPO} nor under the work folder {work}")
+
+
 def extractor_folder(args: argparse.Namespace) -> Path:
     """The bundled extractor if it exists, else the trained results folder (stage ``extractor``)."""
     return BUNDLED_EXTRACTOR if BUNDLED_EXTRACTOR.is_dir() else stage_extractor(args)
@@ -353,7 +363,8 @@ def stage_evaluate(args: argparse.Namespace) -> dict:
              "gaussian": seam_ratio(gaussian[1], ct, body, tile, 0.3), "gaussian_metrics": gaussian[0]}
     picture = montage(REPO / "docs" / "afp-experiment.png", ct, {k: scts[k] for k in models}, body, spacing)
     report = {"rows": rows, "chosen": chosen, "rule": SHIP_RULE, "seams": seams, "bone_hu": BONE_HU,
-              "base": BASE, "finetune": FINETUNE, "arms": ARMS, "extractor": str(extractor_folder(args)),
+              "base": BASE, "finetune": FINETUNE, "arms": ARMS,
+              "extractor": repo_relative(extractor_folder(args), args.work),
               "montage": str(picture.relative_to(REPO))}
     (REPO / "docs" / "afp-experiment.json").write_text(json.dumps(report, indent=2) + "\n")
     write_markdown(report)

@@ -253,10 +253,12 @@ def evaluate(task: str, model: Path, held_out: tuple[sitk.Image, sitk.Image, sit
 def route(task: str) -> None:
     """Route every region of ``task`` in resources/models.json to the demo model, saying what it is."""
     path = REPO / "resources" / "models.json"
+    from synthct.contracts import synthrad
+
     routing = json.loads(path.read_text())
     note = "DEMO weights (scripts/make_demo_weights.py), not a SynthRAD2025 model; one model serves HN, TH and AB"
     routing["models"][task] = {region: {"model": f"weights/{task}/{MODELS[task]}", "step": 0.3, "blend": BLEND[task],
-                                        "tta": False, "note": note} for region in ("HN", "TH", "AB")}
+                                        "tta": False, "note": note} for region in synthrad.region_codes()}
     path.write_text(json.dumps(routing, indent=2) + "\n")
 
 

@@ -131,6 +131,7 @@ def write_smoke_models(app_root: Path) -> Path:
 
     Returns the models.json path. Deterministic: the same seed gives the same weights on any CPU.
     """
+    from synthct.contracts import synthrad
     from synthct.contracts.normalization import TargetNormalization
     from synthct.network.export import export_model
     from synthct.network.scaffold import random_training_results
@@ -146,7 +147,7 @@ def write_smoke_models(app_root: Path) -> Path:
             model = export_model(results, app_root / "weights" / task / SMOKE_MODEL_DIR, overwrite=True)
             entry = {"model": os.path.relpath(model, app_root), "folds": [0], "step": 0.5, "blend": "mean",
                      "tta": False, "note": SMOKE_NOTE}
-            routing["models"][task] = dict.fromkeys(("HN", "TH", "AB"), entry)  # type: ignore[index]
+            routing["models"][task] = dict.fromkeys(synthrad.region_codes(), entry)  # type: ignore[index]
             LOG.info("wrote %s", model)
     path = app_root / "resources" / "models.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,8 @@ from types import ModuleType
 import numpy as np
 import SimpleITK as sitk
 
+from synthct.contracts import synthrad
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"
 
@@ -22,7 +24,7 @@ def write_models_json(app_root: Path, model_dir: Path, tasks: tuple[str, ...] = 
     entry = {"model": os.path.relpath(model_dir, app_root), "step": step, "blend": "mean", "folds": [0]}
     path = app_root / "resources" / "models.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"version": 1, "models": {t: dict.fromkeys(("HN", "TH", "AB"), entry)
+    path.write_text(json.dumps({"version": 1, "models": {t: dict.fromkeys(synthrad.region_codes(), entry)
                                                           for t in tasks}}))
     return path
 

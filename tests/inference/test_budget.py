@@ -71,6 +71,29 @@ def test_budget_sources_and_their_order() -> None:
         TimeBudget(0)
 
 
+def test_decide_is_a_pure_decision_on_an_immutable_budget(caplog) -> None:
+    """decide() projects from the member times (median, the warm-up forward left out) and returns the plan; the
+    budget itself never changes, and the plan maps onto the ensemble it was taken for."""
+    import dataclasses
+
+    from synthct.inference.ensemble import Ensemble
+
+    now = [110.0]
+    budget = TimeBudget(40.0, started=100.0, fold_names=FOLDS, clock=lambda: now[0])
+    ensemble = Ensemble((0, 1, 2, 3, 4), (1, 2))  # 4 flips
+    times = [9.0] + [1.0] * 19  # the first (warm-up) forward is not the median
+    with caplog.at_level(logging.WARNING, logger="synthct.inference.budget"):
+        plan = budget.decide(ensemble, times, n_batches=11, first_batch_started=105.0)
+    # without TTA: 10 + 10*k*1.0 + 5 <= 40 -> k = 2 folds kept
+    assert plan.folds == (3, 4) and not plan.tta and plan.fits and plan.projected_s == pytest.approx(35.0)
+    assert plan.apply(ensemble) == Ensemble((3, 4), ())
+    assert "dropped mirroring TTA (4 flips -> 1); folds 0, 1, 2 (kept 3, 4)" in caplog.records[0].getMessage()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        budget.seconds = 1.0  # type: ignore[misc]
+    with pytest.raises(ValueError, match="one time per ensemble member"):
+        budget.decide(ensemble, [], 11, 105.0)
+
+
 def test_process_start_is_before_now() -> None:
     import time
 
@@ -103,7 +126,6 @@ def test_tiny_budget_drops_tta_then_all_but_the_last_fold_and_equals_that_run(ca
     reference = sliding_window_predict(nets[2:], image, SlidingWindowSettings(
         tile_size=(8, 16, 16), step=0.5, tile_batch=2, mirror_axes=(), progress=False), "cpu")
     np.testing.assert_array_equal(out.numpy(), reference.numpy())  # the whole volume by fold 2 alone, no TTA
-    assert budget.plan is not None and budget.plan.folds == (2,) and not budget.plan.tta and not budget.plan.fits
     (message,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "dropped mirroring TTA (4 flips -> 1); folds 0, 1 (kept 2)" in message
     assert "over the budget: continuing" in message
@@ -117,7 +139,6 @@ def test_ample_budget_keeps_everything_and_equals_the_run_without_budget(caplog)
         out = sliding_window_predict(nets, image, SETTINGS, "cpu", budget=budget)
     reference = sliding_window_predict(nets, image, SETTINGS, "cpu")
     np.testing.assert_array_equal(out.numpy(), reference.numpy())
-    assert budget.plan is not None and budget.plan.dropped == () and budget.plan.tta
     assert any("keeping the whole ensemble" in r.getMessage() for r in caplog.records)
 
 

@@ -80,7 +80,7 @@ def test_afp_finetune_smoke(planned_dataset: str, nnunet_env: dict[str, Path], e
 
     config = afp_config(epochs=2, iterations_per_epoch=2, val_iterations_per_epoch=1,
                         afp_extractor=str(extractor_dir), afp_fold="all", init_checkpoint=str(stage1_checkpoint))
-    assert config.initial_lr == 1e-3 and config.l1_weight == 5.0
+    assert config.initial_lr == 1e-3 and config.afp is not None and config.afp.l1_weight == 5.0
     base = nnunet_env["preprocessed"] / planned_dataset
     trainer = build_trainer(load_plans(base, "synthctUNetPlans"), json.loads((base / "dataset.json").read_text()),
                             1, config, trainer="afp", device=torch.device("cpu"))

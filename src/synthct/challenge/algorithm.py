@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import shutil
 import signal
 import sys
@@ -28,6 +27,7 @@ from synthct.challenge.inputs import Case, load_case
 from synthct.challenge.routing import Route, resolve_route
 from synthct.inference.budget import TimeBudget, budget_seconds, process_start
 from synthct.io.image import write_image_atomic
+from synthct.paths import settings
 
 if TYPE_CHECKING:
     from synthct.inference.predictor import SyntheticCTPredictor
@@ -119,7 +119,7 @@ def _signals_raise() -> Iterator[None]:
         yield
         return
 
-    fired = []
+    fired: list[int] = []
 
     def handler(signum: int, frame: object) -> None:
         if not fired:  # a second signal must not cut the clean-up short
@@ -211,7 +211,7 @@ def _seconds(text: str) -> float:
 
 def _platform_dir() -> Path:
     """/opt/ml/model, or $SYNTHCT_PLATFORM_MODEL_DIR (tests, other platforms)."""
-    return Path(os.environ.get("SYNTHCT_PLATFORM_MODEL_DIR") or model_root.PLATFORM_MODEL_DIR)
+    return Path(settings().platform_model_dir or model_root.PLATFORM_MODEL_DIR)
 
 
 def main(argv: Sequence[str] | None = None, app_root: Path | None = None) -> int:
@@ -229,7 +229,7 @@ def main(argv: Sequence[str] | None = None, app_root: Path | None = None) -> int
         found = model_root.find_model_root(app_root or Path.cwd(), _platform_dir(), args.models)
         LOG.info("models: %s (%s; model paths relative to %s)", found.models_json, found.source, found.root)
         if args.check_models:
-            task = os.environ.get("SYNTHCT_TASK")
+            task = settings().task
             for line in model_root.check_models(found, [task] if task else model_root.routed_tasks(found.models_json)):
                 LOG.info("loads: %s", line)
             return 0

@@ -18,17 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from synthct.challenge.contract import IMAGE_SUFFIXES, REGION_CODES
 from synthct.challenge.errors import CaseError
 from synthct.challenge.inputs import Case, detect_task, load_case, load_pair, read_region
+from synthct.contracts import synthrad
+from synthct.contracts.synthrad import IMAGE_SUFFIXES
 from synthct.io.image import images_by_stem
 
-REGIONS: tuple[str, ...] = tuple(REGION_CODES.values())
-TASKS: tuple[str, ...] = ("mri", "cbct")
-#: Release file stem → task.
-RELEASE_INPUTS: dict[str, str] = {"mr": "mri", "cbct": "cbct"}
-TASK_FOLDERS: dict[str, str] = {"Task1": "mri", "Task2": "cbct"}
-ID_TASKS: dict[str, str] = {"1": "mri", "2": "cbct"}
 #: How deep below the input folder cases are looked for (ROOT/Task1/HN/<id> is depth 3).
 MAX_DEPTH = 3
 
@@ -65,20 +60,54 @@ def _images(folder: Path) -> dict[str, Path]:
 
 def _region_from_id(case_id: str) -> str | None:
     code = case_id[1:3]
-    return code if len(case_id) >= 3 and case_id[0] in ID_TASKS and code in REGIONS else None
+    numbers = [str(t.number) for t in synthrad.TASKS]
+    return code if len(case_id) >= 3 and case_id[0] in numbers and code in synthrad.region_codes() else None
+
+
+def _task_from_id(case_id: str) -> str | None:
+    return next((t.name for t in synthrad.TASKS if case_id[:1] == str(t.number)), None)
+
+
+def _release_inputs() -> dict[str, str]:
+    """Release file stem → task (``mr`` → mri, ``cbct`` → cbct)."""
+    return {t.input_stem: t.name for t in synthrad.TASKS}
+
+
+def task_from_name(image: Path) -> str | None:
+    """The task an image's name says: a release stem (``mr.mha`` → mri, ``cbct.mha`` → cbct), else the SynthRAD id of
+    its stem or of its folder (``1HNA001.mha``, ``1HNA001/x.mha`` → mri); None when neither does."""
+    stem = synthrad.strip_image_suffix(image.name) or image.name
+    if stem in _release_inputs():
+        return _release_inputs()[stem]
+    ids = [name for name in (stem, image.parent.name) if _is_case_id(name)]
+    return _task_from_id(ids[0]) if ids else None
+
+
+def region_from_name(image: Path) -> str | None:
+    """The region code of the SynthRAD id of an image's stem or of its folder; None when neither is an id."""
+    stem = synthrad.strip_image_suffix(image.name) or image.name
+    ids = [name for name in (stem, image.parent.name) if _is_case_id(name)]
+    return _region_from_id(ids[0]) if ids else None
+
+
+def _is_case_id(name: str) -> bool:
+    return synthrad.case_id_pattern().match(name) is not None
 
 
 def _release_case(folder: Path, files: dict[str, Path], region: str | None) -> BatchCase:
-    inputs = [stem for stem in RELEASE_INPUTS if stem in files]
+    release_inputs = _release_inputs()
+    inputs = [stem for stem in release_inputs if stem in files]
     case_id = folder.name
     region = region or _region_from_id(case_id)
     if len(inputs) != 1:
-        return BatchCase(case_id, None, region, problem=(str(folder), f"expected one of mr.mha, cbct.mha, "
+        wanted = ", ".join(f"{stem}.mha" for stem in release_inputs)
+        return BatchCase(case_id, None, region, problem=(str(folder), f"expected one of {wanted}, "
                                                                      f"found {inputs or 'none'}"))
-    task = RELEASE_INPUTS[inputs[0]]
+    task = release_inputs[inputs[0]]
     if region is None:
+        folders = "/".join(synthrad.region_codes())
         return BatchCase(case_id, task, None, problem=(str(folder), "region unknown: put the case under an "
-                                                                    "HN/TH/AB folder or pass --region"))
+                                                                    f"{folders} folder or pass --region"))
     return BatchCase(case_id, task, region, image=files[inputs[0]], mask=files["mask"])
 
 
@@ -96,13 +125,13 @@ def _walk(folder: Path, depth: int, region: str | None, fallback_region: str | N
         out.append(_gc_case(folder))
         return
     files = _images(folder)
-    if "mask" in files and any(stem in files for stem in RELEASE_INPUTS):
+    if "mask" in files and any(stem in files for stem in _release_inputs()):
         out.append(_release_case(folder, files, region or _region_from_id(folder.name) or fallback_region))
         return
     if depth >= MAX_DEPTH:
         return
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        _walk(sub, depth + 1, sub.name if sub.name in REGIONS else region, fallback_region, out)
+        _walk(sub, depth + 1, sub.name if sub.name in synthrad.region_codes() else region, fallback_region, out)
 
 
 def _flat_cases(images_dir: Path, masks_dir: Path, task: str | None, region: str | None) -> list[BatchCase]:
@@ -111,15 +140,16 @@ def _flat_cases(images_dir: Path, masks_dir: Path, task: str | None, region: str
     masks = _images(masks_dir)
     cases = []
     for case_id, image in _images(images_dir).items():
-        case_task = task or ID_TASKS.get(case_id[:1])
+        case_task = task or _task_from_id(case_id)
         case_region = _region_from_id(case_id) or region
         problem = None
         if case_id not in masks:
             problem = (str(masks_dir), f"no mask {case_id}.mha (or .nii.gz) for {image.name}")
         elif case_task is None:
-            problem = (str(image), "task unknown: not a SynthRAD id; pass --task mri|cbct")
+            problem = (str(image), f"task unknown: not a SynthRAD id; pass --task {'|'.join(synthrad.task_names())}")
         elif case_region is None:
-            problem = (str(image), "region unknown: not a SynthRAD id; pass --region HN|TH|AB")
+            problem = (str(image), "region unknown: not a SynthRAD id; pass --region "
+                       f"{'|'.join(synthrad.region_codes())}")
         cases.append(BatchCase(case_id, case_task, case_region, image=image, mask=masks.get(case_id),
                                problem=problem))
     return cases
@@ -133,23 +163,24 @@ def discover_cases(input_dir: Path, masks_dir: Path | None = None, task: str | N
         input_dir: a release folder (any level), a folder of grand-challenge case folders, or a folder of images.
         masks_dir: folder of body masks; selects the flat layout.
         task: "mri" or "cbct" for flat images whose ids do not say it.
-        region: "HN", "TH" or "AB" where neither the path nor the id says it.
+        region: a region code (``synthrad.REGIONS``) where neither the path nor the id says it.
 
     Raises:
         FileNotFoundError: ``input_dir`` (or ``masks_dir``) does not exist or holds no case.
         ValueError: a bad ``task``/``region`` value, two images with one stem, or one case id twice.
     """
-    if task is not None and task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-    if region is not None and region not in REGIONS:
-        raise ValueError(f"region must be one of {REGIONS}, got {region!r}")
+    if task is not None and task not in synthrad.task_names():
+        raise ValueError(f"task must be one of {synthrad.task_names()}, got {task!r}")
+    if region is not None:
+        synthrad.get_region(region)
     if not input_dir.is_dir():
         raise FileNotFoundError(f"input folder {input_dir} does not exist")
     if masks_dir is not None:
         cases = _flat_cases(input_dir, masks_dir, task, region)
     else:
         cases = []
-        _walk(input_dir, 0, input_dir.name if input_dir.name in REGIONS else None, region, cases)
+        top = input_dir.name if input_dir.name in synthrad.region_codes() else None
+        _walk(input_dir, 0, top, region, cases)
     if not cases:
         raise FileNotFoundError(
             f"no cases under {input_dir}: expected a SynthRAD2025 release (Task1/HN/<id>/mr.mha + mask.mha), "

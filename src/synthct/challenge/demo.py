@@ -20,9 +20,10 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from synthct.challenge.algorithm import run_case
-from synthct.challenge.contract import INPUT_IMAGE_DIRS, MASK_DIR, REGION_CODES, REGION_FILE
+from synthct.challenge.contract import MASK_DIR, REGION_FILE
 from synthct.challenge.errors import CaseError
 from synthct.challenge.routing import resolve_route
+from synthct.contracts import synthrad
 from synthct.io.image import read_image
 
 LOG = logging.getLogger(__name__)
@@ -66,12 +67,12 @@ def _read_slab(path: Path, slices: tuple[int, int] | None) -> sitk.Image:
 def make_gc_input(sample_dir: Path, input_root: Path, task: str = "mri", region: str = DEMO_CASES["mri"].region,
                   slices: tuple[int, int] | None = None) -> Path:
     """A grand-challenge input folder (images/<task>/, images/body/, region.json) from a sample folder."""
-    image_name = {"mri": "mr.mha", "cbct": "cbct.mha"}[task]
+    image_name = f"{synthrad.get_task(task).input_stem}.mha"
     if input_root.exists():
         shutil.rmtree(input_root)
-    (input_root / INPUT_IMAGE_DIRS[task]).mkdir(parents=True)
+    (input_root / synthrad.get_task(task).input_dir).mkdir(parents=True)
     (input_root / MASK_DIR).mkdir(parents=True)
-    for src, dst in ((sample_dir / image_name, input_root / INPUT_IMAGE_DIRS[task] / f"{SAMPLE_UUID}.mha"),
+    for src, dst in ((sample_dir / image_name, input_root / synthrad.get_task(task).input_dir / f"{SAMPLE_UUID}.mha"),
                      (sample_dir / "mask.mha", input_root / MASK_DIR / f"{SAMPLE_UUID}.mha")):
         sitk.WriteImage(_read_slab(src, slices), str(dst), useCompression=True)
     (input_root / REGION_FILE).write_text(json.dumps(region))
@@ -88,7 +89,7 @@ def random_demo_models(work: Path, spacing_zyx: tuple[float, float, float], task
     export_model(results, work / "model-random", overwrite=True)
     entry = {"model": "model-random", "step": 0.3, "blend": "mean",
              "note": "RANDOM WEIGHTS: plumbing demo only, not a synthetic-CT model"}
-    routing = {"version": 1, "models": {task: {r: entry for r in ("HN", "TH", "AB")}}}
+    routing = {"version": 1, "models": {task: dict.fromkeys(synthrad.region_codes(), entry)}}
     path = work / "resources" / "models.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(routing, indent=2))
@@ -104,7 +105,7 @@ def run_demo(repo_root: Path, out: Path, device: str = "auto", task: str = "mri"
     input_root = make_gc_input(sample, out / "input", task, case.region, case.slices)
     models = repo_root / "resources" / "models.json"
     try:
-        resolve_route(models, task, REGION_CODES[case.region])
+        resolve_route(models, task, synthrad.region_names()[case.region])
         random_weights = False
     except CaseError as exc:
         LOG.warning("no trained weights bundled (%s)", exc)

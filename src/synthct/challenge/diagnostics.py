@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from synthct.paths import settings
 
 LOG = logging.getLogger(__name__)
 #: Where device nodes are looked for (a module attribute so tests can point it elsewhere).
@@ -49,12 +51,11 @@ class DriverInfo:
         return f"{self.version or 'version unknown'} ({cuda})"
 
 
-def visible_nvidia_devices(dev_dir: Path | None = None, env: dict[str, str] | None = None) -> list[str]:
+def visible_nvidia_devices(dev_dir: Path | None = None, env: Mapping[str, str] | None = None) -> list[str]:
     """Signs of NVIDIA GPUs given to this container: ``/dev/nvidia<N>`` nodes and ``NVIDIA_VISIBLE_DEVICES``."""
     dev_dir = DEV_DIR if dev_dir is None else dev_dir
-    env = os.environ if env is None else env
     signs = [str(p) for p in sorted(dev_dir.glob("nvidia[0-9]*"))]
-    visible = env.get("NVIDIA_VISIBLE_DEVICES", "").strip()
+    visible = (settings(env).nvidia_visible_devices or "").strip()
     if visible.lower() not in _HIDDEN:
         signs.append(f"NVIDIA_VISIBLE_DEVICES={visible}")
     return signs

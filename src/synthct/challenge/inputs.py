@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from synthct.challenge.contract import IMAGE_SUFFIXES, INPUT_IMAGE_DIRS, MASK_DIR, REGION_CODES, REGION_FILE
+from synthct.challenge.contract import MASK_DIR, REGION_FILE
 from synthct.challenge.errors import CaseError
+from synthct.contracts import synthrad
+from synthct.contracts.synthrad import IMAGE_SUFFIXES
 from synthct.io.image import Geometry, read_image
 
 LOG = logging.getLogger(__name__)
@@ -55,15 +57,16 @@ def _single_file(folder: Path) -> Path:
 
 def detect_task(input_root: Path) -> tuple[str, Path]:
     """The task decided by which image folder exists (exactly one of images/mri, images/cbct) and its file."""
-    present = [task for task, rel in INPUT_IMAGE_DIRS.items() if (input_root / rel).is_dir()]
+    present = [task for task in synthrad.TASKS if (input_root / task.input_dir).is_dir()]
     if len(present) != 1:
-        wanted = " or ".join(INPUT_IMAGE_DIRS.values())
-        raise CaseError(input_root, f"expected exactly one of {wanted}, found {len(present)} ({present or 'none'})")
-    return present[0], _single_file(input_root / INPUT_IMAGE_DIRS[present[0]])
+        wanted = " or ".join(t.input_dir for t in synthrad.TASKS)
+        names = [t.name for t in present]
+        raise CaseError(input_root, f"expected exactly one of {wanted}, found {len(present)} ({names or 'none'})")
+    return present[0].name, _single_file(input_root / present[0].input_dir)
 
 
 def read_region(input_root: Path) -> str:
-    """The region code (HN/TH/AB) from region.json, which holds one JSON string such as "Head and Neck"."""
+    """The region code (``synthrad.REGIONS``) from region.json, which holds one JSON string such as "Head and Neck"."""
     path = input_root / REGION_FILE
     if not path.is_file():
         raise CaseError(path, "file not found")
@@ -76,9 +79,10 @@ def read_region(input_root: Path) -> str:
     if not isinstance(value, str):
         raise CaseError(path, f"expected one JSON string such as \"Head and Neck\" (or {{\"region\": \"...\"}}), "
                         f"got a JSON {_json_type(value)}: {_short(json.dumps(value))}")
-    if value not in REGION_CODES:
-        raise CaseError(path, f"unknown region {value!r}; expected one of {list(REGION_CODES)}")
-    return REGION_CODES[value]
+    codes = synthrad.region_names()
+    if value not in codes:
+        raise CaseError(path, f"unknown region {value!r}; expected one of {list(codes)}")
+    return codes[value]
 
 
 def _json_type(value: object) -> str:

@@ -21,11 +21,11 @@ from pathlib import Path
 
 from synthct.challenge.errors import CaseError
 from synthct.challenge.routing import resolve_route
+from synthct.contracts import synthrad
 
 LOG = logging.getLogger(__name__)
 #: Where grand-challenge extracts the algorithm's model tarball.
 PLATFORM_MODEL_DIR = Path("/opt/ml/model")
-REGIONS = ("HN", "TH", "AB")
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def check_models(found: ModelRoot, tasks: list[str], device: str = "cpu") -> lis
         raise CaseError(found.models_json, "routes no task")
     seen: dict[tuple[Path, tuple | None], list[str]] = {}
     for task in tasks:
-        for region in REGIONS:
+        for region in synthrad.region_codes():
             route = resolve_route(found.models_json, task, region, device, root=found.root)
             seen.setdefault((route.model_dir, route.options.folds), []).append(f"{task}/{region}")
     lines = []

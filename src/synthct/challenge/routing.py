@@ -40,7 +40,8 @@ class Route:
     note: str = ""
 
 
-def _options(entry: dict[str, Any], device: str) -> InferenceOptions:
+def entry_options(entry: dict[str, Any], device: str) -> InferenceOptions:
+    """The inference options of one models.json entry on ``device`` (raises ValueError on a bad setting)."""
     folds = entry.get("folds")
     return InferenceOptions(
         step=float(entry.get("step", 0.3)),
@@ -75,7 +76,7 @@ def resolve_route(models_json: Path, task: str, region: str, device: str = "auto
     if not (model_dir / "synthct.json").is_file():
         raise CaseError(model_dir, f"model folder for task {task!r}, region {region!r} has no synthct.json")
     try:
-        options = _options(entry, device)
+        options = entry_options(entry, device)
     except (TypeError, ValueError) as exc:
         raise CaseError(models_json, f"bad settings for {task}/{region}: {exc}") from None
     return Route(model_dir=model_dir, options=options, note=str(entry.get("note", "")))

@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from synthct.challenge.errors import CaseError
-from synthct.challenge.routing import ROUTING_VERSION, _options, resolve_route
+from synthct.challenge.routing import ROUTING_VERSION, entry_options, resolve_route
+from synthct.contracts import synthrad
 from synthct.network.manifest import read_manifest
 
 LOG = logging.getLogger(__name__)
-TASKS: tuple[str, ...] = ("mri", "cbct")
-REGIONS: tuple[str, ...] = ("HN", "TH", "AB")
 #: Settings copied from an existing entry when a region is re-routed (the note is not: it described the old model).
 KEPT_SETTINGS: tuple[str, ...] = ("step", "blend", "tta", "tile_batch")
 
@@ -115,8 +114,9 @@ def set_route(models_json: Path, task: str, region: str, model_dir: Path, *, fol
             routing file that would no longer resolve.
         FileNotFoundError: no such model folder.
     """
-    if task not in TASKS or region not in REGIONS:
-        raise ValueError(f"task must be one of {TASKS} and region one of {REGIONS}, got {task!r} {region!r}")
+    tasks, regions = synthrad.task_names(), synthrad.region_codes()
+    if task not in tasks or region not in regions:
+        raise ValueError(f"task must be one of {tasks} and region one of {regions}, got {task!r} {region!r}")
     model_dir = Path(model_dir).resolve()
     if not model_dir.is_dir():
         raise FileNotFoundError(f"model folder {model_dir} does not exist")
@@ -131,7 +131,7 @@ def set_route(models_json: Path, task: str, region: str, model_dir: Path, *, fol
     if note:
         entry["note"] = note
     try:
-        _options(entry, "cpu")
+        entry_options(entry, "cpu")
     except (TypeError, ValueError) as exc:
         raise ValueError(f"bad settings for {task}/{region}: {exc}") from None
     data["models"][task][region] = entry
@@ -157,10 +157,10 @@ def _check_resolves(models_json: Path, data: dict[str, Any]) -> None:
 
 
 def list_routes(models_json: Path) -> list[RouteInfo]:
-    """What every (task, region) of ``models_json`` runs (all six rows; unrouted ones carry a problem)."""
+    """What every (task, region) of ``models_json`` runs (one row each; unrouted ones carry a problem)."""
     rows = []
-    for task in TASKS:
-        for region in REGIONS:
+    for task in synthrad.task_names():
+        for region in synthrad.region_codes():
             try:
                 route = resolve_route(models_json, task, region, "cpu")
                 manifest = read_manifest(route.model_dir)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from synthct.contracts import synthrad
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="SynthRAD2025 training data → nnU-Net raw datasets (one per task and region)",
@@ -12,12 +14,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "(unnormalised), label = body mask. Skipped cases are reported by id.")
     p.add_argument("root", metavar="SYNTHRAD_ROOT", help="download root holding Task1/ and Task2/ (or a Task folder)")
     p.add_argument("out", metavar="OUT", help="nnU-Net raw folder to write the datasets into (nnUNet_raw)")
-    p.add_argument("--task", type=int, choices=(1, 2), required=True, help="1: MRI → CT, 2: CBCT → CT")
-    p.add_argument("--region", choices=("HN", "TH", "AB", "all"), default=None,
+    p.add_argument("--task", type=int, choices=[t.number for t in synthrad.TASKS], required=True,
+                   help=", ".join(f"{t.number}: {t.modality} → CT" for t in synthrad.TASKS))
+    p.add_argument("--region", choices=(*synthrad.region_codes(), synthrad.ALL_REGIONS), default=None,
                    help="only this region, or 'all' for one dataset with every region (default: one per region)")
     p.add_argument("--exclude", metavar="IDS_FILE", default=None, help="text file of case ids to leave out")
     p.add_argument("--id-base", type=int, default=500,
-                   help="dataset id = base + 10*task + (all 0, HN 1, TH 2, AB 3); default 500 (Task 1 HN = 511)")
+                   help="dataset id = base + 10*task + (all 0, " + ", ".join(f"{r.code} {r.dataset_offset}" for r
+                   in synthrad.REGIONS) + "); default 500 (Task 1 HN = 511)")
     p.add_argument("--workers", type=int, default=4, help="parallel reader/writer threads")
     p.add_argument("--force", action="store_true", help="replace existing dataset folders")
     p.set_defaults(func=_run)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from synthct.contracts import synthrad
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the grand-challenge job on a bundled sample (MR: porcine; CBCT: real "
                        "pancreas CBCT, held-out slab)")
-    p.add_argument("--task", choices=("mri", "cbct"), default="mri", help="mri (default) or cbct")
+    p.add_argument("--task", choices=synthrad.task_names(), default="mri", help="mri (default) or cbct")
     p.add_argument("--out", default="demo_output", help="work/output folder (default demo_output)")
     p.add_argument("--repo", default=None, help="repository root holding samples/ and resources/ (default: found "
                    "from the current folder)")

@@ -7,6 +7,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 
 from synthct import __version__
@@ -27,9 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name in SUBCOMMANDS:
         try:
             module = importlib.import_module(f"synthct.cli.{name}")
-        except ModuleNotFoundError as exc:  # a subcommand module not written yet must not break the others
+        except ModuleNotFoundError as exc:  # a missing subcommand module must not break the others, nor pass unseen
             if exc.name != f"synthct.cli.{name}":
                 raise
+            warnings.warn(f"synthct: subcommand {name!r} is unavailable: {exc}", RuntimeWarning, stacklevel=2)
             continue
         module.register(sub)
     return parser

@@ -39,9 +39,11 @@ def _run(args: argparse.Namespace) -> int:
     from synthct.network.planning import plan_dataset
 
     archs = ("unet", "resunet") if args.arch == "both" else (args.arch,)
-    written = plan_dataset(args.dataset, archs, args.gpu_memory_gb, args.num_processes, args.patch_size,
-                           args.batch_size, args.base_features, args.max_features, args.clean,
-                           args.intensity_samples, args.input_skip)
+    written = plan_dataset(args.dataset, archs=archs, gpu_memory_gb=args.gpu_memory_gb,
+                           num_processes=args.num_processes, patch_size=args.patch_size, batch_size=args.batch_size,
+                           base_features=args.base_features, max_features=args.max_features,
+                           overwrite_fingerprint=args.clean, intensity_samples=args.intensity_samples,
+                           input_skip=args.input_skip)
     for name, path in written.items():
         print(f"{name}: {path}")
     return 0

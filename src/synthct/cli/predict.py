@@ -1,11 +1,23 @@
-"""``synthct predict``: one image + body mask → synthetic CT, or a whole folder of cases (``-i DIR -o OUT``)."""
+"""``synthct predict``: one image + body mask → synthetic CT, or a whole folder of cases (``-i DIR -o OUT``).
+
+Both modes run every case through the functions of ``process.py`` (:func:`~synthct.challenge.inputs.load_pair` →
+:func:`~synthct.challenge.algorithm.load_predictor` → :func:`~synthct.challenge.algorithm.synthesise`), so the rules
+of the README's bad-input table, the task check and the finite-output check hold for all three.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from synthct.contracts import synthrad
 from synthct.network.manifest import parse_fold
+
+if TYPE_CHECKING:
+    from synthct.challenge.inputs import Case
+    from synthct.inference.accel import AccelOptions
+    from synthct.inference.predictor import InferenceOptions
 
 MODELS_JSON = Path("resources") / "models.json"
 #: Choices of the switches, spelled out so that ``synthct --help`` does not import torch (a test pins them to
@@ -26,9 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-i", "--input", type=Path, default=None, help="folder of cases (batch mode)")
     p.add_argument("-o", "--output", type=Path, default=None, help="output folder of <id>.mha (batch mode)")
     p.add_argument("--masks", type=Path, default=None, help="batch: folder of <id>.mha body masks (flat layout)")
-    p.add_argument("--task", choices=("mri", "cbct"), default=None, help="batch: task where the ids do not say it")
-    p.add_argument("--region", choices=("HN", "TH", "AB"), default=None,
-                   help="batch: region where neither the path nor the id says it")
+    p.add_argument("--task", choices=synthrad.task_names(), default=None,
+                   help="task of the images where the file name (mr/cbct, a SynthRAD id) does not say it; a model "
+                        "of another task is refused")
+    p.add_argument("--region", choices=synthrad.region_codes(), default=None,
+                   help="region where neither the path nor the id says it")
     p.add_argument("--models", type=Path, default=None,
                    help=f"batch: routing file (default {MODELS_JSON} in the current folder), as process.py")
     p.add_argument("--overwrite", action="store_true", help="batch: predict cases whose output exists too")
@@ -59,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
-def accel_options(args: argparse.Namespace):  # noqa: ANN201 (AccelOptions, imported lazily)
+def accel_options(args: argparse.Namespace) -> AccelOptions:
     """The :class:`~synthct.inference.accel.AccelOptions` of the parsed switches."""
     from synthct.inference.accel import AccelOptions
 
@@ -68,7 +82,7 @@ def accel_options(args: argparse.Namespace):  # noqa: ANN201 (AccelOptions, impo
                         resident_dtype=args.resident_weights, resample_on_device=args.resample_on_device)
 
 
-def _options(args: argparse.Namespace):  # -> InferenceOptions (import deferred: torch)
+def _options(args: argparse.Namespace) -> InferenceOptions:  # (imports deferred: torch)
     from synthct.inference.predictor import InferenceOptions
 
     return InferenceOptions(step=args.step, blend=args.blend, tta=args.tta,
@@ -89,22 +103,46 @@ def _run(args: argparse.Namespace) -> int:
     return _run_single(args)
 
 
+def _single_case(args: argparse.Namespace) -> Case:
+    """The validated case of ``--image``/``--mask`` (:func:`~synthct.challenge.inputs.load_pair`).
+
+    Raises:
+        CaseError: the task is unknown, or the image or mask breaks a rule of the bad-input table.
+    """
+    from synthct.challenge.batch_inputs import region_from_name, task_from_name
+    from synthct.challenge.errors import CaseError
+    from synthct.challenge.inputs import load_pair
+
+    image = Path(args.image)
+    task = args.task or task_from_name(image)
+    if task is None:
+        raise CaseError(image, f"task unknown: the file name says neither mr/cbct nor a SynthRAD id; pass --task "
+                        f"{'|'.join(synthrad.task_names())}")
+    region = args.region or region_from_name(image) or UNKNOWN_REGION
+    return load_pair(task, region, image, Path(args.mask))
+
+
+#: The region of a single case whose region neither ``--region`` nor the file name gives (not used to predict).
+UNKNOWN_REGION = "unknown"
+
+
 def _run_single(args: argparse.Namespace) -> int:
-    from synthct.inference.predictor import SyntheticCTPredictor
-    from synthct.io.image import read_image, write_image_atomic
+    from synthct.challenge.algorithm import load_predictor, synthesise
+    from synthct.challenge.errors import CaseError
+    from synthct.challenge.routing import Route
 
     out = Path(args.out)
     try:  # before the prediction, not after it
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ValueError(f"{out.parent}: cannot create the output folder ({exc.strerror or exc})") from None
-    image, geometry, _ = read_image(args.image)
-    mask, mask_geometry, _ = read_image(args.mask)
-    problem = geometry.mismatch(mask_geometry)
-    if problem:
-        raise ValueError(f"{args.mask}: mask grid differs from the image: {problem}")
-    hu = SyntheticCTPredictor(args.model, _options(args)).predict(image, mask, geometry.spacing_zyx)
-    print(write_image_atomic(hu, geometry, out))
+    route = Route(model_dir=Path(args.model).resolve(), options=_options(args))
+    try:
+        case = _single_case(args)
+        path = synthesise(load_predictor(route, case.task), case, out)
+    except CaseError as exc:
+        raise ValueError(str(exc)) from None
+    print(path)
     return 0
 
 

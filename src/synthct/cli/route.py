@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from synthct.contracts import synthrad
 from synthct.network.manifest import parse_fold
 
 MODELS_JSON = Path("resources") / "models.json"
@@ -31,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="synthct route --list shows what each (task, region) runs and whether it is a demo model. "
                     "synthct route TASK REGION MODEL_DIR (REGION may be 'all') validates the model (it must load) "
                     "and updates resources/models.json atomically, keeping a copy in models.json.bak.")
-    p.add_argument("task", nargs="?", choices=("mri", "cbct"))
-    p.add_argument("region", nargs="?", choices=("HN", "TH", "AB", "all"))
+    p.add_argument("task", nargs="?", choices=synthrad.task_names())
+    p.add_argument("region", nargs="?", choices=(*synthrad.region_codes(), synthrad.ALL_REGIONS))
     p.add_argument("model_dir", nargs="?", type=Path)
     p.add_argument("--list", action="store_true", help="show the routing and exit")
     p.add_argument("--folds", type=parse_fold, nargs="+", default=None, help="folds to ensemble (default: all)")
@@ -64,7 +65,7 @@ def _run(args: argparse.Namespace) -> int:
         return print_routes(args.models)
     if not (args.task and args.region and args.model_dir):
         raise ValueError("give TASK REGION MODEL_DIR (e.g. synthct route mri HN weights/mri/HN), or --list")
-    regions = ("HN", "TH", "AB") if args.region == "all" else (args.region,)
+    regions = synthrad.region_codes() if args.region == synthrad.ALL_REGIONS else (args.region,)
     for region in regions:
         set_route(args.models, args.task, region, args.model_dir, folds=args.folds, settings=settings_of(args),
                   note=args.note, force=args.force)

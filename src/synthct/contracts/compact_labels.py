@@ -25,6 +25,8 @@ of the 117 labels maps to exactly one group.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 COMPACT_GROUPS: tuple[str, ...] = ("background", "organs", "cardiac", "muscles", "bones", "ribs", "vertebrae")
@@ -46,7 +48,7 @@ def group_of(name: str) -> int:
     return 1
 
 
-def compact_lookup(class_map: dict[int | str, str]) -> np.ndarray:
+def compact_lookup(class_map: Mapping[int, str] | Mapping[str, str]) -> np.ndarray:
     """A lookup table ``lut[total_label] = compact_value`` (uint8, length max label + 1; ``lut[0] = 0``)."""
     labels = {int(k): v for k, v in class_map.items()}
     if not labels or min(labels) < 1:

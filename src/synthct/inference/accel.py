@@ -1,6 +1,6 @@
 """Opt-in tile-engine switches for the sliding window (none is on by default; none is measured on a GPU yet).
 
-Each switch computes the same function as the eager engine (:func:`~synthct.inference.sliding_window.predict_batch`):
+Each switch computes the same function as the eager engine (:func:`~synthct.inference.ensemble.ensemble_forward`):
 
 * ``warmup``: one forward per tile-batch shape before the first real batch, so cuDNN's autotuning
   (``cudnn.benchmark``) and the allocator's growth happen outside the timed stitching loop.
@@ -24,7 +24,6 @@ can report them apart from the tile work.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -33,7 +32,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from synthct.inference.sliding_window import AMP_DTYPES, predict_batch
+from synthct.inference import ensemble
+from synthct.paths import use_inductor_cache
 
 LOG = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def prepare_networks(networks: Sequence[nn.Module], options: AccelOptions) -> li
         if dtype is not None:
             cast_resident(net, dtype)
         if options.channels_last:
-            net = net.to(memory_format=torch.channels_last_3d)
+            net = net.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]  # torch's stubs lack it
         out.append(net)
     return out
 
@@ -148,14 +148,14 @@ def prepare_networks(networks: Sequence[nn.Module], options: AccelOptions) -> li
 def ensemble_forward(networks: Sequence[Callable[[torch.Tensor], torch.Tensor]], x: torch.Tensor,
                      mirror_axes: Sequence[int], amp_dtype: torch.dtype | None, channels_last: bool = False,
                      autocast_cache: bool = True) -> torch.Tensor:
-    """:func:`~synthct.inference.sliding_window.predict_batch`'s mean over networks and flips, same order of sums.
+    """:func:`~synthct.inference.ensemble.ensemble_forward` (mean over networks and flips), contiguous.
 
     ``channels_last`` feeds NDHWC tiles; ``autocast_cache=False`` is required inside CUDA-graph capture.
 
     Returns:
         (B, C_out, Z, Y, X) float32, contiguous, on ``x.device``.
     """
-    return predict_batch(networks, x, mirror_axes, amp_dtype, channels_last, autocast_cache).contiguous()
+    return ensemble.ensemble_forward(networks, x, mirror_axes, amp_dtype, channels_last, autocast_cache).contiguous()
 
 
 def _sync(device: torch.device) -> None:
@@ -188,7 +188,7 @@ class TileEngine:
         self.tile_size = tuple(int(t) for t in tile_size)
         self.in_channels = int(in_channels)
         self.mirror_axes = tuple(mirror_axes)
-        self.amp = AMP_DTYPES[amp_dtype]
+        self.amp = ensemble.AMP_DTYPES[amp_dtype]
         self.stats: dict[str, float] = {"compile_wrap_s": 0.0, "warmup_s": 0.0, "capture_s": 0.0, "prepared": 0}
         self.networks: list[Callable[[torch.Tensor], torch.Tensor]] = list(networks)
         if options.compile_mode is not None:
@@ -196,9 +196,7 @@ class TileEngine:
         self._cached: tuple[tuple[int, int], BatchFn] | None = None
 
     def _compile(self, net: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-        if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
-            os.makedirs(self.options.compile_cache_dir, exist_ok=True)
-            os.environ["TORCHINDUCTOR_CACHE_DIR"] = self.options.compile_cache_dir
+        use_inductor_cache(self.options.compile_cache_dir)
         t0 = time.perf_counter()
         compiled = torch.compile(net, mode=self.options.compile_mode, dynamic=False)
         self.stats["compile_wrap_s"] += time.perf_counter() - t0
@@ -284,16 +282,26 @@ class TileEngine:
         self.stats["capture_s"] += time.perf_counter() - t0
         LOG.info("captured the tile-batch forward (batch %d) as a CUDA graph in %.2f s", batch_size,
                  time.perf_counter() - t0)
+        return _GraphReplay(graph, static_x, static_y)
 
-        def run(x: torch.Tensor) -> torch.Tensor:
-            n = x.shape[0]
-            if n > batch_size:
-                raise ValueError(f"tile batch of {n} exceeds the captured batch size {batch_size}")
-            static_x[:n].copy_(x)
-            if n < batch_size:
-                static_x[n:].zero_()
-            graph.replay()
-            return static_y[:n].clone()
 
-        run.graph = graph  # keep the graph (and its memory pool) alive with the runner
-        return run
+class _GraphReplay:
+    """The forward of a captured CUDA graph: copy the tiles into its static input, replay, copy the outputs out.
+
+    Holds the graph (and so its memory pool) for as long as the runner lives.
+    """
+
+    def __init__(self, graph: torch.cuda.CUDAGraph, static_x: torch.Tensor, static_y: torch.Tensor) -> None:
+        self.graph = graph
+        self.static_x, self.static_y = static_x, static_y
+        self.batch_size = static_x.shape[0]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        if n > self.batch_size:
+            raise ValueError(f"tile batch of {n} exceeds the captured batch size {self.batch_size}")
+        self.static_x[:n].copy_(x)
+        if n < self.batch_size:
+            self.static_x[n:].zero_()
+        self.graph.replay()
+        return self.static_y[:n].clone()

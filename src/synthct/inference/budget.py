@@ -2,8 +2,9 @@
 
 grand-challenge kills a job at the phase's time limit (default 20 min, which also covers the platform's start, the
 model download and extraction and the upload). A timed-out case has no output at all, so a smaller ensemble that
-finishes beats a full one that does not. The sliding window computes its first tile batch member by member (each
-fold × each mirror flip, timed), then :func:`plan_ensemble` projects::
+finishes beats a full one that does not. The tile runner (:mod:`synthct.inference.runner`) computes the first tile
+batch member by member (each fold × each mirror flip, timed), then :meth:`TimeBudget.decide` projects with
+:func:`plan_ensemble`::
 
     total = elapsed so far + batches left × kept folds × kept flips × seconds per member forward + finishing
 
@@ -14,10 +15,12 @@ projection exceeds the budget it drops, in this order and only as far as needed:
 1. mirroring TTA (all flips → the plain forward only);
 2. folds, in fold order (the first listed fold first), always keeping at least one.
 
-Every drop is logged with the numbers behind it. The first batch's output is rebuilt from the kept members only, so
-the whole volume is predicted by the same (reduced) ensemble. If even one fold without TTA cannot fit, the case still
-runs (no output is worse than a late one) and a warning says by how much the budget will be exceeded; when the case
-ends over its budget, :meth:`TimeBudget.finish` says so too. The budget never ends silently exceeded.
+Every drop is logged with the numbers behind it. The decision is an immutable :class:`EnsemblePlan`, taken once
+between the first and the second tile batch; the runner averages the first batch's kept members with the one
+averaging function (:func:`synthct.inference.ensemble.average`), so the whole volume is predicted by the same
+(reduced) ensemble. This module decides only: it runs no network. If even one fold without TTA cannot fit, the case
+still runs (no output is worse than a late one) and a warning says by how much the budget will be exceeded; when the
+case ends over its budget, :meth:`TimeBudget.finish` says so too. The budget never ends silently exceeded.
 """
 
 from __future__ import annotations
@@ -26,16 +29,15 @@ import logging
 import os
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-import torch
-
-from synthct.inference.sliding_window import Network, _flip_sets, predict_batch
+from synthct.inference.ensemble import Ensemble
+from synthct.paths import SETTINGS_ENV, settings
 
 LOG = logging.getLogger(__name__)
-#: Environment variable holding the image's default budget in seconds (set in the Dockerfile).
-BUDGET_ENV = "SYNTHCT_TIME_BUDGET"
+#: Environment variable holding the image's default budget in seconds (set in the Dockerfile; read by synthct.paths).
+BUDGET_ENV = SETTINGS_ENV["time_budget"]
 
 
 def process_start(clock: Callable[[], float] = time.monotonic) -> float:
@@ -70,6 +72,10 @@ class EnsemblePlan:
     fits: bool
     dropped: tuple[str, ...] = ()
 
+    def apply(self, ensemble: Ensemble) -> Ensemble:
+        """The kept part of ``ensemble``: its folds at :attr:`folds`, its mirror axes only with :attr:`tta`."""
+        return Ensemble(tuple(ensemble.folds[k] for k in self.folds), ensemble.mirror_axes if self.tta else ())
+
 
 def plan_ensemble(budget_s: float, elapsed_s: float, member_s: float, batches_left: int, fold_names: Sequence[str],
                   n_flips: int, finishing_s: float) -> EnsemblePlan:
@@ -103,28 +109,22 @@ def plan_ensemble(budget_s: float, elapsed_s: float, member_s: float, batches_le
     return EnsemblePlan(tuple(range(n - keep, n)), flips > 1, total, total <= budget_s, tuple(dropped))
 
 
-def _sync(x: torch.Tensor) -> None:
-    if x.device.type == "cuda":
-        torch.cuda.synchronize(x.device)
-
-
-@dataclass
+@dataclass(frozen=True)
 class TimeBudget:
-    """A per-case budget of ``seconds`` counted from ``started`` (on ``clock``'s scale).
+    """A per-case budget of ``seconds`` counted from ``started`` (on ``clock``'s scale). Immutable: it decides, the
+    caller (:mod:`synthct.inference.runner`) applies the decision.
 
     Attributes:
         seconds: the budget.
         started: start of the case (default: the process's start).
         fold_names: names of the ensemble's folds, for the log (default "0", "1", ...).
         clock: monotonic clock in seconds.
-        plan: the decision taken after the first tile batch (None before).
     """
 
     seconds: float
     started: float = field(default_factory=process_start)
     fold_names: Sequence[str] | None = None
     clock: Callable[[], float] = time.monotonic
-    plan: EnsemblePlan | None = None
 
     def __post_init__(self) -> None:
         if not self.seconds > 0:
@@ -133,64 +133,33 @@ class TimeBudget:
     def elapsed(self) -> float:
         return self.clock() - self.started
 
-    def first_batch(self, networks: Sequence[Network], x: torch.Tensor, mirror_axes: Sequence[int],
-                    amp_dtype: torch.dtype | None, n_batches: int
-                    ) -> tuple[torch.Tensor, list[Network], tuple[int, ...]]:
-        """Predict the first tile batch member by member, decide what to keep, return its prediction.
+    def decide(self, ensemble: Ensemble, member_times: Sequence[float], n_batches: int,
+               first_batch_started: float) -> EnsemblePlan:
+        """After the first tile batch: what to keep of ``ensemble`` for the remaining batches (logged).
 
         Args:
-            networks: the fold ensemble.
-            x: (B, C, *tile) first tile batch on the compute device.
-            mirror_axes: TTA mirror axes (() = no TTA).
-            amp_dtype: autocast dtype on CUDA.
-            n_batches: tile batches of the whole case, this one included.
+            ensemble: the full ensemble the first batch was computed with.
+            member_times: seconds of each member's forward on the first batch, in member order (the first may
+                include warm-up and is left out of the median when there are others).
+            n_batches: tile batches of the whole case, the first included.
+            first_batch_started: ``clock()`` when the first batch began; the time before it estimates the
+                finishing work.
 
         Returns:
-            (prediction of the kept members for ``x``, kept networks, kept mirror axes).
+            The decision; :meth:`EnsemblePlan.apply` gives the kept :class:`Ensemble`.
         """
-        flips = _flip_sets(mirror_axes)
-        t_start = self.clock()
-        finishing = max(t_start - self.started, 0.0)
-        times: list[float] = []
-        total: torch.Tensor | None = None  # every member, in predict_batch's order
-        plain: list[torch.Tensor] = []  # per fold: the unflipped forward
-        flipped: list[torch.Tensor] = []  # per fold: sum over all flips
-        for net in networks:
-            fold_sum: torch.Tensor | None = None
-            for dims in flips:
-                t0 = self.clock()
-                xi = torch.flip(x, dims) if dims else x
-                y = predict_batch([net], xi, (), amp_dtype)
-                if dims:
-                    y = torch.flip(y, dims)
-                _sync(y)
-                times.append(self.clock() - t0)
-                if not dims:
-                    plain.append(y)
-                fold_sum = y.clone() if fold_sum is None else fold_sum.add_(y)
-                total = y.clone() if total is None else total.add_(y)
-            assert fold_sum is not None
-            flipped.append(fold_sum)
-        assert total is not None
-        member_s = statistics.median(times[1:] if len(times) > 1 else times)  # the first forward may warm up
-        names = [str(f) for f in (self.fold_names or range(len(networks)))]
-        self.plan = plan_ensemble(self.seconds, self.elapsed(), member_s, n_batches - 1, names, len(flips),
-                                  finishing)
-        self._log(member_s, n_batches, len(networks), len(flips), finishing)
-        keep = self.plan.folds
-        if len(keep) == len(networks) and (self.plan.tta or len(flips) == 1):
-            return total.div_(len(networks) * len(flips)) if len(networks) * len(flips) > 1 else total, \
-                list(networks), tuple(mirror_axes)
-        parts = [flipped[k] for k in keep] if self.plan.tta else [plain[k] for k in keep]
-        pred = parts[0].clone()
-        for p in parts[1:]:
-            pred.add_(p)
-        pred.div_(len(keep) * (len(flips) if self.plan.tta else 1))
-        return pred, [networks[k] for k in keep], tuple(mirror_axes) if self.plan.tta else ()
+        if not member_times:
+            raise ValueError("member_times must hold one time per ensemble member, got none")
+        finishing = max(first_batch_started - self.started, 0.0)
+        member_s = statistics.median(member_times[1:] if len(member_times) > 1 else member_times)
+        n_folds, n_flips = len(ensemble.folds), len(ensemble.flips)
+        names = [str(f) for f in (self.fold_names or range(n_folds))]
+        plan = plan_ensemble(self.seconds, self.elapsed(), member_s, n_batches - 1, names, n_flips, finishing)
+        self._log(plan, member_s, n_batches, n_folds, n_flips, finishing)
+        return plan
 
-    def _log(self, member_s: float, n_batches: int, n_folds: int, n_flips: int, finishing: float) -> None:
-        plan = self.plan
-        assert plan is not None
+    def _log(self, plan: EnsemblePlan, member_s: float, n_batches: int, n_folds: int, n_flips: int,
+             finishing: float) -> None:
         full = self.elapsed() + (n_batches - 1) * n_folds * n_flips * member_s + finishing
         basis = (f"{self.elapsed():.1f} s elapsed + {n_batches - 1} tile batches x {n_folds} fold(s) x {n_flips} "
                  f"flip(s) x {member_s:.3f} s + {finishing:.1f} s finishing")
@@ -216,13 +185,12 @@ class TimeBudget:
         return elapsed
 
 
-def budget_seconds(cli: float | None, routed: float | None, env: dict[str, str] | None = None) -> float | None:
+def budget_seconds(cli: float | None, routed: float | None, env: Mapping[str, str] | None = None) -> float | None:
     """The budget in seconds: ``--time-budget`` > models.json ``time_budget`` > $SYNTHCT_TIME_BUDGET > none.
 
     0 (at any level) switches the budget off. Raises ValueError on a negative or non-numeric value.
     """
-    env = os.environ if env is None else env
-    sources = (("--time-budget", cli), ("models.json time_budget", routed), (BUDGET_ENV, env.get(BUDGET_ENV)))
+    sources = (("--time-budget", cli), ("models.json time_budget", routed), (BUDGET_ENV, settings(env).time_budget))
     for source, value in sources:
         if value is None or value == "":
             continue

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import torch
 
+from synthct.paths import SETTINGS_ENV, settings
+
 LOG = logging.getLogger(__name__)
 #: Environment variable that overrides the thread count (an integer ≥ 1).
-THREADS_ENV = "SYNTHCT_CPU_THREADS"
+THREADS_ENV = SETTINGS_ENV["cpu_threads"]
 _CGROUP = Path("/sys/fs/cgroup")
 _configured: int | None = None
 
@@ -56,8 +58,8 @@ def configure_cpu_threads(requested: int | None = None) -> int:
     """
     global _configured
     source = "requested"
-    if requested is None and os.environ.get(THREADS_ENV):
-        raw = os.environ[THREADS_ENV]
+    raw = settings().cpu_threads
+    if requested is None and raw:
         try:
             requested = int(raw)
         except ValueError:

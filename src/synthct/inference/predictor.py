@@ -7,6 +7,7 @@ differs) → sliding window over all folds at once → (resample back) → HU = 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from synthct.inference.cpu_threads import configure_cpu_threads
 from synthct.inference.grid import working_shape
 from synthct.inference.sliding_window import SlidingWindowSettings, sliding_window_predict
 from synthct.network.checkpoint import load_model_folder
+from synthct.network.device import resolve_device
 from synthct.typing import HUArray, PathLike, SpacingZYX
 
 if TYPE_CHECKING:
@@ -51,9 +53,10 @@ class InferenceOptions:
             :mod:`synthct.inference.cpu_threads`).
         accel: opt-in tile-engine switches and device resampling (:class:`~synthct.inference.accel.AccelOptions`;
             all off by default).
-        time_budget: per-case time budget in seconds (None = none), for callers that build the
-            :class:`~synthct.inference.budget.TimeBudget` passed to :meth:`SyntheticCTPredictor.predict`
-            (process.py reads it from models.json).
+        time_budget: the routed per-case time budget in seconds (models.json ``time_budget``; None = none). The
+            predictor does not read it: the caller resolves the case's seconds (``--time-budget`` > this >
+            $SYNTHCT_TIME_BUDGET, :func:`~synthct.inference.budget.budget_seconds`) and passes an immutable
+            :class:`~synthct.inference.budget.TimeBudget` to :meth:`SyntheticCTPredictor.predict`.
     """
 
     step: float = 0.3
@@ -68,15 +71,6 @@ class InferenceOptions:
     cpu_threads: int | None = None
     accel: AccelOptions = field(default_factory=AccelOptions)
     time_budget: float | None = None
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    return device
 
 
 def _resample(volume: torch.Tensor, shape: Sequence[int], mode: str) -> torch.Tensor:
@@ -177,8 +171,8 @@ class SyntheticCTPredictor:
             where = self.device if self.options.accel.resample_on_device else torch.device("cpu")
             z, m = _resample(z.to(where), shape, "trilinear"), _resample(m.to(where), shape, "nearest")
             timer.lap("resample")
-        if budget is not None and budget.fold_names is None:
-            budget.fold_names = self.fold_names
+        if budget is not None and budget.fold_names is None:  # a copy: the caller's budget stays as it is
+            budget = dataclasses.replace(budget, fold_names=self.fold_names)
         out = sliding_window_predict(self.networks, z, self.settings, self.device, mask=m[0].cpu().numpy() > 0.5,
                                      engine=self.engine, budget=budget)
         timer.lap("tiles")

@@ -1,4 +1,9 @@
-"""Sliding-window driver: batched tiles, fold ensemble, mirroring TTA, float32 stitching, mask-aware tile skipping.
+"""Sliding-window driver: where the tiles are, batching, float32 stitching, mask-aware tile skipping.
+
+The TorchIO sampler/aggregator split: :mod:`~synthct.inference.tiling` says *where* the tiles are, this module puts
+the tile outputs back (:func:`_stitch`), and :class:`~synthct.inference.runner.EnsembleRunner` says *what* each tile
+batch's output is (fold ensemble, mirroring TTA, time budget, tile engine). The stitching loop calls
+``runner(index, x)`` and knows nothing about networks, flips or budgets.
 
 Numerical contract (tested in ``tests/inference``):
 
@@ -19,13 +24,10 @@ No nnunetv2 / dynamic_network_architectures imports here.
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import itertools
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,22 +35,16 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from synthct.inference.blending import BLEND_MODES, weight_map
+from synthct.inference.ensemble import AMP_DTYPES, Network, ensemble_forward, flip_sets
+from synthct.inference.runner import BatchEngine, EnsembleRunner
 from synthct.inference.tiling import TileSlices, centred_padding, plan_tiles
 
 if TYPE_CHECKING:
     from synthct.inference.budget import TimeBudget
 
 LOG = logging.getLogger(__name__)
-
-Network = Callable[[torch.Tensor], torch.Tensor]
-AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": None}
-
-
-class BatchEngine(Protocol):
-    """Replaces :func:`predict_batch` (``synthct.inference.accel.TileEngine``): ``runner(batch_size, last_batch)``
-    returns the forward x (B <= batch_size, C_in, *tile) → (B, C_out, *tile) float32 of the same ensemble."""
-
-    def runner(self, batch_size: int, last_batch: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]: ...
+#: ``runner(index, x)``: the output (B, C_out, *tile) float32 of tile batch ``index`` (B, C_in, *tile).
+TileRunner = Callable[[int, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -114,49 +110,6 @@ def select_tiles(tiles: Sequence[TileSlices], mask: np.ndarray | None) -> list[T
     return [t for t in tiles if hit[tuple(index[a][(t[a].start, t[a].stop)] for a in range(3))]]
 
 
-def _flip_sets(mirror_axes: Sequence[int]) -> list[tuple[int, ...]]:
-    """All subsets of the mirror axes (incl. the empty one), as tensor dims of a (B, C, Z, Y, X) batch."""
-    dims = [a + 2 for a in mirror_axes]
-    return [c for r in range(len(dims) + 1) for c in itertools.combinations(dims, r)]
-
-
-def predict_batch(
-    networks: Sequence[Network], x: torch.Tensor, mirror_axes: Sequence[int], amp_dtype: torch.dtype | None,
-    channels_last: bool = False, autocast_cache: bool = True,
-) -> torch.Tensor:
-    """Mean over networks and mirror flips of the predictions for one tile batch.
-
-    Args:
-        networks: models mapping (B, C_in, Z, Y, X) → (B, C_out, Z, Y, X).
-        x: tile batch on the compute device.
-        mirror_axes: spatial mirror axes for TTA.
-        amp_dtype: autocast dtype on CUDA, None for float32.
-        channels_last: feed the networks NDHWC tiles (opt-in switch of :mod:`synthct.inference.accel`).
-        autocast_cache: autocast's weight-cast cache; False inside CUDA-graph capture.
-
-    Returns:
-        (B, C_out, Z, Y, X) float32 on ``x.device``.
-    """
-    use_amp = x.device.type == "cuda" and amp_dtype is not None
-    flips = _flip_sets(mirror_axes)
-    total: torch.Tensor | None = None
-    for net in networks:
-        for dims in flips:
-            xi = torch.flip(x, dims) if dims else x
-            if channels_last:
-                xi = xi.contiguous(memory_format=torch.channels_last_3d)
-            ctx = (torch.autocast("cuda", dtype=amp_dtype, cache_enabled=autocast_cache) if use_amp
-                   else contextlib.nullcontext())
-            with ctx:
-                y = net(xi)
-            y = y.float()
-            if dims:
-                y = torch.flip(y, dims)
-            total = y if total is None else total.add_(y)
-    assert total is not None
-    return total.div_(len(networks) * len(flips)) if len(networks) * len(flips) > 1 else total
-
-
 def _batches(tiles: Sequence[TileSlices], size: int) -> Iterator[Sequence[TileSlices]]:
     for i in range(0, len(tiles), size):
         yield tiles[i : i + size]
@@ -173,52 +126,33 @@ def _gather(image: torch.Tensor, batch: Sequence[TileSlices], device: torch.devi
 
 
 def _stitch(
-    networks: Sequence[Network],
+    run: TileRunner,
     image: torch.Tensor,
-    tiles: Sequence[TileSlices],
+    batches: Sequence[Sequence[TileSlices]],
     settings: SlidingWindowSettings,
     device: torch.device,
-    batch_size: int,
     accumulate_on: torch.device,
-    engine: BatchEngine | None = None,
-    budget: TimeBudget | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One pass over ``tiles``: returns (sum (C_out, Z, Y, X), weight (Z, Y, X)), float32 on ``accumulate_on``.
+    """One pass over the tile ``batches``: returns (sum (C_out, Z, Y, X), weight (Z, Y, X)), float32 on
+    ``accumulate_on``. ``run(index, x)`` gives each batch's output; this function only gathers and stitches.
 
     The next tile batch is gathered (and, from the CPU, copied asynchronously from pinned memory) while the current
-    one is still computing on the GPU. With a ``budget``, the first batch is computed member by member and the
-    budget may shrink the ensemble (networks, mirror axes) for every batch (``synthct.inference.budget``).
+    one is still computing on the GPU.
     """
     if accumulate_on.type == "cuda" and image.device.type == "cpu":
         image = image.pin_memory()
     image = image.to(accumulate_on, non_blocking=accumulate_on.type == "cuda")
-    amp = AMP_DTYPES[settings.amp_dtype]
     w = weight_map(tuple(settings.tile_size), settings.blend, settings.sigma_scale, accumulate_on)
     weight = torch.zeros(image.shape[1:], dtype=torch.float32, device=accumulate_on)
     total: torch.Tensor | None = None
-    batches = list(_batches(tiles, batch_size))
-    if engine is None:
-        def run(x: torch.Tensor) -> torch.Tensor:
-            return predict_batch(networks, x, settings.mirror_axes, amp)
-    else:
-        run = engine.runner(batch_size, len(batches[-1]))
+    n_tiles = sum(len(b) for b in batches)
     # disable=None: a bar on terminals only, no carriage-return spam in CI logs
-    bar = tqdm(total=len(tiles), desc="sliding window", unit="tile", disable=None if settings.progress else True,
+    bar = tqdm(total=n_tiles, desc="sliding window", unit="tile", disable=None if settings.progress else True,
                leave=False)
     with bar:
         upcoming = _gather(image, batches[0], device)
-        mirror_axes = tuple(settings.mirror_axes)
         for i, batch in enumerate(batches):
-            if i == 0 and budget is not None:
-                kept_nets, kept_axes = list(networks), mirror_axes
-                pred, networks, mirror_axes = budget.first_batch(networks, upcoming, mirror_axes, amp, len(batches))
-                if engine is not None and (len(networks) != len(kept_nets) or mirror_axes != kept_axes):
-                    LOG.info("time budget changed the ensemble: the remaining tile batches run eagerly")
-                    engine = None
-                if engine is None:
-                    run = functools.partial(predict_batch, networks, mirror_axes=mirror_axes, amp_dtype=amp)
-            else:
-                pred = run(upcoming)  # asynchronous on CUDA
+            pred = run(i, upcoming)  # asynchronous on CUDA
             if i + 1 < len(batches):
                 upcoming = _gather(image, batches[i + 1], device)
             pred = pred.to(accumulate_on)  # blocking: a non-blocking device→host copy could be read too early
@@ -232,8 +166,7 @@ def _stitch(
                     total[(slice(None), *tile)] += pred[b] * w
                     weight[tile] += w
             bar.update(len(batch))
-    n_batches = len(batches)
-    LOG.debug("stitched %d tiles in %d batches of <= %d", len(tiles), n_batches, batch_size)
+    LOG.debug("stitched %d tiles in %d batches of <= %d", n_tiles, len(batches), max(len(b) for b in batches))
     assert total is not None
     return total, weight
 
@@ -249,7 +182,7 @@ def auto_tile_batch(networks: Sequence[Network], in_channels: int, settings: Sli
     torch.cuda.reset_peak_memory_stats(device)
     base = torch.cuda.memory_allocated(device)
     x = torch.zeros((1, in_channels, *settings.tile_size), device=device)
-    predict_batch(networks[:1], x, (), AMP_DTYPES[settings.amp_dtype])
+    ensemble_forward(networks[:1], x, (), AMP_DTYPES[settings.amp_dtype])
     per_tile = max(torch.cuda.max_memory_allocated(device) - base, 1)
     free, _ = torch.cuda.mem_get_info(device)
     batch = int(max(1, min(max_batch, (0.5 * free) // per_tile)))
@@ -322,7 +255,7 @@ def sliding_window_predict(
         computed = tiles
     LOG.info("sliding window: %d of %d tiles (tile %s, step %.2f, %s blending, %d network(s), %d flip(s))",
              len(computed), len(tiles), settings.tile_size, settings.step, settings.blend, len(networks),
-             len(_flip_sets(settings.mirror_axes)))
+             len(flip_sets(settings.mirror_axes)))
     crop = tuple(slice(b, b + s) for (b, _), s in zip(pads, spatial, strict=True))
     if not computed:
         return torch.full((1, *spatial), settings.fill_value, dtype=torch.float32)
@@ -345,8 +278,12 @@ def _run_with_fallback(
     batch = auto_tile_batch(networks, image.shape[0], settings, device)
     plan = _attempts(batch, device, settings.accumulate_on_device)
     for i, (size, accumulate_on) in enumerate(plan):
+        batches = list(_batches(tiles, size))
         try:
-            return _stitch(networks, image, tiles, settings, device, size, accumulate_on, engine, budget)
+            engine_run = None if engine is None else engine.runner(size, len(batches[-1]))
+            run = EnsembleRunner(networks, settings.mirror_axes, AMP_DTYPES[settings.amp_dtype], len(batches),
+                                 engine_run, budget)
+            return _stitch(run, image, batches, settings, device, accumulate_on)
         except torch.OutOfMemoryError:
             if i == len(plan) - 1:
                 raise

@@ -26,6 +26,7 @@ import math
 import struct
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 _CHUNK = 1 << 20  # bytes read / decoded per step
 _MAX_HEADER = 1 << 20  # a text header longer than this is rejected (real ones are < 2 kB)
@@ -149,7 +150,7 @@ def _mhd_data_file(header: Path, name: str) -> Path:
     return data
 
 
-def _decoded_length(f, stored: int, limit: int, gz: bool) -> tuple[int, bool]:
+def _decoded_length(f: BinaryIO, stored: int, limit: int, gz: bool) -> tuple[int, bool]:
     """Decode up to ``stored`` bytes of a zlib (``gz`` False) or gzip stream read from ``f``, counting the output.
 
     Stops once more than ``limit`` bytes came out. Returns (decoded length, whether the stream ended properly, i.e.

@@ -12,7 +12,6 @@ the fast ``total`` weights are on disk, and otherwise reports why not (see :func
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import subprocess
 import tempfile
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+
+from synthct.paths import child_environment
 
 LOG = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class TotalSegmentator:
         with tempfile.TemporaryDirectory(prefix="synthct_totalseg_") as tmp:
             in_path, out_path = Path(tmp) / "ct.nii.gz", Path(tmp) / "seg.nii.gz"
             sitk.WriteImage(image, str(in_path))
-            env = {**os.environ, "TOTALSEG_WEIGHTS_PATH": str(self.weights_dir)}
+            env = child_environment(TOTALSEG_WEIGHTS_PATH=str(self.weights_dir))
             cmd = self.command(in_path, out_path)
             LOG.debug("running %s", " ".join(cmd))
             try:

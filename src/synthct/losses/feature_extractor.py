@@ -22,8 +22,9 @@ import json
 import logging
 import math
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -62,17 +63,17 @@ class FrozenFeatureNet(nn.Module):
         self.ct_clip = (float(ct_clip[0]), float(ct_clip[1]))
         self.ct_mean, self.ct_std = float(ct_mean), float(ct_std)
         self.spacing = tuple(float(s) for s in spacing)
-        n_stages = len(network.encoder.stages)
+        unet: Any = network  # a dynamic_network_architectures U-Net: its encoder/decoder carry no type information
+        n_stages = len(unet.encoder.stages)
         self.taps = list(taps) if taps is not None else default_taps(n_stages)
         self._captured: dict[int, torch.Tensor] = {}
         for index, (part, stage) in enumerate(self.taps):
-            stages = network.encoder.stages if part == "encoder" else network.decoder.stages if part == "decoder" \
-                else None
+            stages = unet.encoder.stages if part == "encoder" else unet.decoder.stages if part == "decoder" else None
             if stages is None or not 0 <= stage < len(stages):
                 raise ValueError(f"feature tap {(part, stage)} does not exist in a {n_stages}-stage network")
             stages[stage].register_forward_hook(self._hook(index))
 
-    def _hook(self, index: int):
+    def _hook(self, index: int) -> Callable[[nn.Module, object, torch.Tensor], None]:
         def store(module: nn.Module, inputs: object, output: torch.Tensor) -> None:
             self._captured[index] = output
         return store
@@ -84,7 +85,8 @@ class FrozenFeatureNet(nn.Module):
     @property
     def stride_multiple(self) -> tuple[int, ...]:
         """Cumulative stride per axis (Z, Y, X): inputs are padded to a multiple of it."""
-        strides = [s if isinstance(s, Sequence) else [s] * 3 for s in self.network.encoder.strides]
+        unet: Any = self.network
+        strides = [s if isinstance(s, Sequence) else [s] * 3 for s in unet.encoder.strides]
         return tuple(math.prod(int(s[a]) for s in strides) for a in range(3))
 
     def normalize_hu(self, hu: torch.Tensor) -> torch.Tensor:
@@ -147,7 +149,7 @@ def _random_init(network: nn.Module, seed: int) -> None:
         torch.random.set_rng_state(generator_state)
 
 
-def load_feature_extractor(results_dir: PathLike, fold: int = 0, checkpoint: str = "final",
+def load_feature_extractor(results_dir: PathLike, fold: int | str = 0, checkpoint: str = "final",
                            configuration: str = "3d_fullres", taps: Sequence[Tap] | None = None,
                            init: str = "trained") -> FrozenFeatureNet:
     """Build, strictly load and freeze the segmentation network of an nnU-Net results folder.

@@ -1,7 +1,8 @@
 """Pair prediction, ground-truth, mask and input files of an evaluation by case id.
 
-Case ids follow the SynthRAD2025 pattern ``<task><region><centre><number>``, e.g. ``1HNA001`` (task 1 or 2, region
-HN / TH / AB, centre letter, three digits). A file's id is its stem (name without ``.mha``, ``.nii.gz`` or ``.nii``);
+Case ids follow the SynthRAD2025 pattern ``<task><region><centre><number>``, e.g. ``1HNA001`` (task number, region
+code of :mod:`synthct.contracts.synthrad`, centre letter, three digits). A file's id is its stem (name without one of
+``synthrad.IMAGE_SUFFIXES``: ``.mha``, ``.nii.gz``, ``.nii``, ``.nrrd``);
 when the stem's last 7 characters form a SynthRAD id, those 7 characters are the id (``ct_1HNA001.nii.gz`` →
 ``1HNA001``). A prediction, mask or input file matches a ground-truth case by its full stem, by that SynthRAD id, or by
 the last 7 characters of its stem, the official prediction-only convention (``sct_1HNA001.mha`` ↔ ``1HNA001.mha``,
@@ -14,18 +15,16 @@ or input are errors.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from synthct.contracts import synthrad
+from synthct.contracts.synthrad import IMAGE_SUFFIXES
 from synthct.io.image import images_by_stem
 
-#: File name endings read as images.
-IMAGE_SUFFIXES: tuple[str, ...] = (".nii.gz", ".mha", ".nii")
-#: A SynthRAD2025 case id: task 1/2, region, centre letter, three digits.
-SYNTHRAD_ID = re.compile(r"^[12](HN|TH|AB)[A-Z]\d{3}$")
 #: File stems of a release case folder (``Task1/HN/<id>/``) per evaluation folder kind.
-RELEASE_NAMES: dict[str, tuple[str, ...]] = {"ground-truth": ("ct",), "mask": ("mask",), "input": ("mr", "cbct")}
+RELEASE_NAMES: dict[str, tuple[str, ...]] = {"ground-truth": ("ct",), "mask": ("mask",),
+                                             "input": tuple(t.input_stem for t in synthrad.TASKS)}
 #: Region of a case id that does not follow the SynthRAD pattern.
 UNKNOWN_REGION: str = "unknown"
 
@@ -45,22 +44,18 @@ class CaseFiles:
 
 def image_stem(path: Path) -> str | None:
     """File name without its image suffix, or None when ``path`` is not an image file by name."""
-    name = path.name
-    for suffix in IMAGE_SUFFIXES:
-        if name.lower().endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
-    return None
+    return synthrad.strip_image_suffix(path.name)
 
 
 def case_id_of(stem: str) -> str:
     """The case id of a file stem: its last 7 characters if they form a SynthRAD id, else the whole stem."""
     tail = stem[-7:]
-    return tail if SYNTHRAD_ID.match(tail) else stem
+    return tail if synthrad.case_id_pattern().match(tail) else stem
 
 
 def region_of(case_id: str) -> str:
-    """``case_id[1:3]`` (``HN``, ``TH`` or ``AB``) for a SynthRAD id, else :data:`UNKNOWN_REGION`."""
-    return case_id[1:3] if SYNTHRAD_ID.match(case_id) else UNKNOWN_REGION
+    """``case_id[1:3]`` (a region code) for a SynthRAD id, else :data:`UNKNOWN_REGION`."""
+    return case_id[1:3] if synthrad.case_id_pattern().match(case_id) else UNKNOWN_REGION
 
 
 def _images(folder: Path, what: str) -> dict[str, Path]:

@@ -45,8 +45,11 @@ LOG = logging.getLogger(__name__)
 SegmentationMode = Literal["auto", "totalsegmentator", "bone"]
 #: Statistic names of the aggregates, as in the official ``metrics.json``.
 STAT_KEYS: tuple[str, ...] = ("mean", "std", "min", "max", "25pc", "50pc", "75pc", "count")
-#: Scored classes for a case whose region is unknown: every class of any region.
-ALL_REGION_CLASSES: tuple[int, ...] = tuple(sorted({c for cs in REGION_CLASSES.values() for c in cs}))
+
+
+def all_region_classes() -> tuple[int, ...]:
+    """Scored classes for a case whose region is unknown: every class of any region."""
+    return tuple(sorted({c for cs in REGION_CLASSES.values() for c in cs}))
 
 
 @dataclass(frozen=True)
@@ -226,7 +229,7 @@ class _Segmenter:
             out = sitk.GetImageFromArray(labels)
             out.CopyInformation(gt_img)
             sitk.WriteImage(out, str(seg_dir / f"{case.case_id}_{name}.nii.gz"), True)
-        classes = region_classes(case.region) if case.region in REGION_CLASSES else ALL_REGION_CLASSES
+        classes = region_classes(case.region) if case.region in REGION_CLASSES else all_region_classes()
         scores = segmentation_metrics(
             gt_labels,
             pred_labels,
@@ -325,14 +328,16 @@ def _montage(
         f"{k} {v:.4g}" for k, v in row.items() if k not in ("case_id", "region")
     )
     rel = Path("qa") / f"{case.case_id}.png"
-    (gt, pred, mask, input_arr), spacing_zyx = report.to_display_orientation((gt, pred, mask, input_arr), gt_img)
+    (gt_shown, pred_shown, mask_shown, input_shown), spacing_zyx = report.to_display_orientation(
+        (gt, pred, mask, input_arr), gt_img)
+    assert gt_shown is not None and pred_shown is not None  # given, so reoriented (None only for a None input)
     report.save_montage(
         config.out_dir / rel,
-        ct=gt,
-        sct=pred,
+        ct=gt_shown,
+        sct=pred_shown,
         spacing_zyx=spacing_zyx,
-        mask=mask,
-        input_image=input_arr,
+        mask=mask_shown,
+        input_image=input_shown,
         title=title,
     )
     return rel.as_posix()

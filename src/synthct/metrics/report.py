@@ -77,7 +77,7 @@ def to_display_orientation(arrays: Sequence[np.ndarray | None], reference: Any) 
     import SimpleITK as sitk
 
     out: list[np.ndarray | None] = []
-    spacing: tuple[float, float, float] = tuple(reference.GetSpacing()[::-1])  # type: ignore[assignment]
+    spacing: tuple[float, float, float] = tuple(reference.GetSpacing()[::-1])
     for arr in arrays:
         if arr is None:
             out.append(None)
@@ -85,7 +85,7 @@ def to_display_orientation(arrays: Sequence[np.ndarray | None], reference: Any) 
         image = sitk.GetImageFromArray(np.ascontiguousarray(arr))
         image.CopyInformation(reference)
         oriented = sitk.DICOMOrient(image, "LPS")
-        spacing = tuple(oriented.GetSpacing()[::-1])  # type: ignore[assignment]
+        spacing = tuple(oriented.GetSpacing()[::-1])
         out.append(sitk.GetArrayFromImage(oriented))
     return out, spacing
 

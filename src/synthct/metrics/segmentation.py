@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -37,22 +37,31 @@ import numpy as np
 import numpy.typing as npt
 from scipy.ndimage import binary_erosion, distance_transform_edt, find_objects
 
+from synthct.contracts import synthrad
+
 LOG = logging.getLogger(__name__)
 
-_VERTEBRAE = tuple(range(26, 51))  # vertebrae S1 (26) ... C1 (50); sacrum (25) is not scored
-_LUNG_LOBES = tuple(range(10, 15))  # upper left, lower left, upper right, middle right, lower right
-_RIBS = tuple(range(92, 116))  # rib_left_1..12 (92-103), rib_right_1..12 (104-115)
-_TORSO = (2, 3, 5, 6, *_LUNG_LOBES, *_VERTEBRAE, 51, 79, *_RIBS, 116)
 
-#: TotalSegmentator v2 ``total`` labels scored per region (``segmentation_metrics.py``; ``challenge.md`` §9.3).
-#: AB and TH share one list: kidneys (2, 3), liver (5), stomach (6), lung lobes, vertebrae, heart (51), spinal cord
-#: (79), ribs, sternum (116). HN: esophagus (15), trachea (16), thyroid (17), vertebrae, spinal cord, brain (90),
-#: skull (91).
-REGION_CLASSES: dict[str, tuple[int, ...]] = {
-    "AB": tuple(sorted(_TORSO)),
-    "TH": tuple(sorted(_TORSO)),
-    "HN": tuple(sorted((15, 16, 17, *_VERTEBRAE, 79, 90, 91))),
-}
+
+class _RegionClasses(Mapping[str, tuple[int, ...]]):
+    """Region code → scored labels, read from the region table (``synthrad.REGIONS``) at every access."""
+
+    def __getitem__(self, code: str) -> tuple[int, ...]:
+        try:
+            return synthrad.get_region(code).scored_labels
+        except ValueError:
+            raise KeyError(code) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(synthrad.region_codes())
+
+    def __len__(self) -> int:
+        return len(synthrad.REGIONS)
+
+
+#: TotalSegmentator v2 ``total`` labels scored per region (``segmentation_metrics.py``; ``challenge.md`` §9.3): a
+#: read-only view of ``Region.scored_labels`` in :mod:`synthct.contracts.synthrad`.
+REGION_CLASSES: Mapping[str, tuple[int, ...]] = _RegionClasses()
 
 #: HU threshold of the weight-free bone Dice used when TotalSegmentator is not available.
 BONE_THRESHOLD_HU: float = 250.0
@@ -87,7 +96,7 @@ class SegmentationScores:
 
 
 def region_classes(region: str) -> tuple[int, ...]:
-    """The scored ``total`` labels of a region ``"HN"``, ``"TH"`` or ``"AB"`` (case-insensitive).
+    """The scored ``total`` labels of a region code (``synthrad.REGIONS``; case-insensitive).
 
     Raises:
         ValueError: unknown region.

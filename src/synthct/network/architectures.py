@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from dynamic_network_architectures.architectures.unet import PlainConvUNet, ResidualUNet
 from torch import nn
 
+#: The helpers below take a dynamic_network_architectures U-Net, which ships no type information (``Any``): its
+#: ``encoder``/``decoder`` attributes are not visible to a type checker through ``nn.Module``.
 
 class UpsampleConv(nn.Module):
     """Interpolate by ``scale`` then convolve ``in_channels → out_channels`` (kernel ``kernel_size``, same padding).
@@ -46,7 +49,7 @@ class UpsampleConv(nn.Module):
         return self.conv(F.interpolate(x, size=size, mode=self.mode, align_corners=False))
 
 
-def _replace_transposed_convs(network: nn.Module, upsample_kernel: int) -> None:
+def _replace_transposed_convs(network: Any, upsample_kernel: int) -> None:
     """Swap every transposed conv of ``network.decoder`` for an :class:`UpsampleConv` with the same in/out shape."""
     decoder = network.decoder
     conv_op = network.encoder.conv_op
@@ -59,7 +62,7 @@ def _replace_transposed_convs(network: nn.Module, upsample_kernel: int) -> None:
     decoder.transpconvs = nn.ModuleList(new)
 
 
-def _setup_input_skip(network: nn.Module, input_skip: Sequence[float] | None) -> None:
+def _setup_input_skip(network: Any, input_skip: Sequence[float] | None) -> None:
     """Create the learnable affine input skip (scale a, shift b) and zero the output layer, or record its absence."""
     network.has_input_skip = input_skip is not None
     if input_skip is None:
@@ -77,7 +80,7 @@ def _setup_input_skip(network: nn.Module, input_skip: Sequence[float] | None) ->
             nn.init.zeros_(layer.bias)
 
 
-def _add_input_skip(network: nn.Module, x: torch.Tensor, out: torch.Tensor | list) -> torch.Tensor | list:
+def _add_input_skip(network: Any, x: torch.Tensor, out: torch.Tensor | list) -> torch.Tensor | list:
     """``out + a·x[:, :1] + b`` on the full-resolution output (the first one under deep supervision)."""
     if not network.has_input_skip:
         return out
@@ -93,7 +96,7 @@ class PlainConvUNetUpsample(PlainConvUNet):
 
     def __init__(self, *args: object, upsample_kernel: int = 3, input_skip: Sequence[float] | None = None,
                  **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        super().__init__(*args, **kwargs)
         _replace_transposed_convs(self, upsample_kernel)
         self.apply(PlainConvUNet.initialize)
         _setup_input_skip(self, input_skip)
@@ -115,7 +118,7 @@ class ResidualUNetUpsample(ResidualUNet):
 
     def __init__(self, *args: object, upsample_kernel: int = 3, input_skip: Sequence[float] | None = None,
                  **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        super().__init__(*args, **kwargs)
         _replace_transposed_convs(self, upsample_kernel)
         self.apply(ResidualUNet.initialize)
         _setup_input_skip(self, input_skip)

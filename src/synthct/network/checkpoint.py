@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from numpy._core import multiarray
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
@@ -36,7 +37,7 @@ def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 #: Data-only numpy types that stock nnU-Net checkpoints contain (numpy scalars and arrays in the training logs); they
 #: are allowed in addition to torch's weights-only defaults. Arbitrary classes are still refused.
-NUMPY_SAFE_GLOBALS: list = [np._core.multiarray.scalar, np._core.multiarray._reconstruct, np.ndarray, np.dtype] + [
+NUMPY_SAFE_GLOBALS: list = [multiarray.scalar, multiarray._reconstruct, np.ndarray, np.dtype] + [
     getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")]
 
 
@@ -72,7 +73,7 @@ def _dedupe(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], di
     aliases: dict[str, str] = {}
     seen: dict[tuple[int, int, tuple[int, ...]], str] = {}
     for key, value in state.items():
-        ident = (value.untyped_storage().data_ptr(), value.storage_offset(), tuple(value.shape))
+        ident = (int(value.untyped_storage().data_ptr()), int(value.storage_offset()), tuple(value.shape))
         if value.numel() and ident in seen:
             aliases[key] = seen[ident]
             continue

@@ -63,8 +63,8 @@ def manifest_from_plans(plans: dict[str, Any], configuration: str, mirror_axes: 
         input_normalization=InputNormalization.from_json(block["input_normalization"]),
         target_normalization=TargetNormalization.from_json(block["target_normalization"]),
         architecture=config["architecture"],
-        patch_size=tuple(config["patch_size"]),  # type: ignore[arg-type]
-        spacing=tuple(config["spacing"]),  # type: ignore[arg-type]
+        patch_size=tuple(config["patch_size"]),
+        spacing=tuple(config["spacing"]),
         weights=weights,
         trained_with_mirroring=bool(axes),
         mirror_axes=axes,

@@ -17,18 +17,17 @@ ignore keys they do not know): ``licence`` (free text, ``synthct export --licenc
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from synthct import __version__
+from synthct.contracts import synthrad
 from synthct.contracts.normalization import InputNormalization, TargetNormalization
 from synthct.typing import PathLike
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "synthct.json"
-TASKS = ("mri", "cbct")
-REGIONS = ("HN", "TH", "AB")
 #: A fold: an index of nnU-Net's 5-fold split, or "all" (trained on every case).
 Fold = int | str
 
@@ -57,7 +56,7 @@ class ModelManifest:
 
     Attributes:
         task: "mri" (Task 1) or "cbct" (Task 2).
-        regions: anatomical regions the model was trained on, subset of ("HN", "TH", "AB").
+        regions: anatomical regions the model was trained on, a subset of ``synthrad.region_codes()``.
         input_normalization: how the input channel is normalised.
         target_normalization: how HU map to the network's output units.
         architecture: nnU-Net architecture block (network_class_name, arch_kwargs, _kw_requires_import).
@@ -92,11 +91,12 @@ class ModelManifest:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
-        bad = [r for r in self.regions if r not in REGIONS]
+        tasks, regions = synthrad.task_names(), synthrad.region_codes()
+        if self.task not in tasks:
+            raise ValueError(f"task must be one of {tasks}, got {self.task!r}")
+        bad = [r for r in self.regions if r not in regions]
         if bad or not self.regions:
-            raise ValueError(f"regions must be a non-empty subset of {REGIONS}, got {list(self.regions)}")
+            raise ValueError(f"regions must be a non-empty subset of {regions}, got {list(self.regions)}")
         if len(self.patch_size) != 3 or min(self.patch_size) <= 0:
             raise ValueError(f"patch_size must be 3 positive ints (Z, Y, X), got {self.patch_size}")
         if len(self.spacing) != 3 or min(self.spacing) <= 0:
@@ -146,8 +146,8 @@ class ModelManifest:
                 input_normalization=InputNormalization.from_json(data["input_normalization"]),
                 target_normalization=TargetNormalization.from_json(data["target_normalization"]),
                 architecture=data["architecture"],
-                patch_size=tuple(int(v) for v in data["patch_size"]),  # type: ignore[arg-type]
-                spacing=tuple(float(v) for v in data["spacing"]),  # type: ignore[arg-type]
+                patch_size=tuple(int(v) for v in data["patch_size"]),  # type: ignore[arg-type]  # length: post_init
+                spacing=tuple(float(v) for v in data["spacing"]),  # type: ignore[arg-type]  # length: post_init
                 weights={str(k): str(v) for k, v in data["weights"].items()},
                 trained_with_mirroring=bool(data.get("trained_with_mirroring", False)),
                 mirror_axes=tuple(int(a) for a in data.get("mirror_axes", ())),
@@ -159,9 +159,6 @@ class ModelManifest:
             )
         except KeyError as exc:
             raise ValueError(f"synthct.json lacks the required key {exc.args[0]!r}") from None
-
-    def with_weights(self, weights: dict[str, str]) -> ModelManifest:
-        return replace(self, weights=weights)
 
 
 def read_manifest(model_dir: PathLike) -> ModelManifest:

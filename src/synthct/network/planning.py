@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +69,8 @@ def synthct_block(dataset_json: dict[str, Any], fingerprint: dict[str, Any], des
     if len(targets) != 1:
         raise ValueError(f"exactly one target channel is supported, got {targets}")
     target_stats = props[str(targets[0])]
-    clip = tuple(float(v) for v in block.get("hu_clip", (-1024.0, 3071.0)))
-    target = TargetNormalization(mean=float(target_stats["mean"]), std=float(target_stats["std"]), clip=clip)
+    low, high = (float(v) for v in block.get("hu_clip", (-1024.0, 3071.0)))
+    target = TargetNormalization(mean=float(target_stats["mean"]), std=float(target_stats["std"]), clip=(low, high))
     if block["task"] == "mri":
         norm = InputNormalization("zscore_mask")
     else:
@@ -111,7 +111,32 @@ def _encoder_key(arch_kwargs: dict[str, Any]) -> str:
 
 
 class _SynthCTPlannerMixin:
-    """3d_fullres-only planning with patch/batch/feature overrides and the ``synthct`` block."""
+    """3d_fullres-only planning with patch/batch/feature overrides and the ``synthct`` block.
+
+    Mixed into nnU-Net's (untyped) experiment planners: the annotations below declare, for the type checker only, the
+    host's attributes and methods this mixin uses (annotations without values add nothing at run time).
+    """
+
+    ARCH_LABEL: str
+    plans_identifier: str
+    dataset_name: str
+    dataset_json: dict[str, Any]
+    dataset_fingerprint: dict[str, Any]
+    raw_dataset_folder: str
+    plans: dict[str, Any]
+    UNet_featuremap_min_edge_length: int
+    UNet_blocks_per_stage_encoder: tuple[int, ...]
+    UNet_blocks_per_stage_decoder: tuple[int, ...]
+    UNet_reference_val_3d: float
+    UNet_vram_target_GB: float
+    UNet_reference_val_corresp_GB: float
+    UNet_min_batch_size: int
+    UNet_reference_val_corresp_bs_3d: int
+    determine_transpose: Callable[..., Any]
+    determine_fullres_target_spacing: Callable[..., Any]
+    get_plans_for_configuration: Callable[..., Any]
+    determine_reader_writer: Callable[..., Any]
+    save_plans: Callable[..., Any]
 
     def _init_overrides(self, patch_size: Sequence[int] | None, batch_size: int | None, base_features: int,
                         max_features: int, input_skip: bool = False) -> None:
@@ -288,7 +313,7 @@ def extract_fingerprint(dataset: str | int, num_processes: int = 4, overwrite: b
     return extractor.run(overwrite_existing=overwrite)
 
 
-def plan_dataset(dataset: str | int, archs: Sequence[str] = ("unet", "resunet"), gpu_memory_gb: float = 8,
+def plan_dataset(dataset: str | int, archs: Sequence[str] = ("unet", "resunet"), *, gpu_memory_gb: float = 8,
                  num_processes: int = 4, patch_size: Sequence[int] | None = None, batch_size: int | None = None,
                  base_features: int = 32, max_features: int = 320, overwrite_fingerprint: bool = False,
                  intensity_samples: int = FINGERPRINT_SAMPLES, input_skip: bool = False) -> dict[str, Path]:

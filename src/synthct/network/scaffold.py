@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from synthct.contracts import synthrad
 from synthct.contracts.normalization import InputNormalization, TargetNormalization
 from synthct.network.architectures import synthrad_arch_kwargs
 from synthct.network.build import architecture_block, build_network
@@ -68,7 +69,7 @@ def scaffold_plans(
 def random_training_results(
     out_dir: PathLike,
     task: str = "mri",
-    regions: Sequence[str] = ("HN", "TH", "AB"),
+    regions: Sequence[str] | None = None,
     features: Sequence[int] = (8, 16, 32),
     residual: bool = True,
     patch_size: Sequence[int] = (16, 64, 64),
@@ -80,8 +81,12 @@ def random_training_results(
     seed: int = 0,
     description: str = "RANDOM WEIGHTS (untrained): plumbing demo only, not a synthetic-CT model",
 ) -> Path:
-    """Write a results folder with randomly initialised networks; returns its path."""
+    """Write a results folder with randomly initialised networks; returns its path.
+
+    ``regions``: the manifest's regions (None = every region of ``synthrad.REGIONS``).
+    """
     out = Path(out_dir)
+    regions = synthrad.region_codes() if regions is None else regions
     if input_normalization is None:
         input_normalization = (InputNormalization("zscore_mask") if task == "mri"
                                else InputNormalization("clip_zscore", (-1024.0, 3071.0), -500.0, 500.0))
@@ -99,7 +104,7 @@ def random_training_results(
         torch.manual_seed(seed + fold)
         network = build_network(arch, 1, 1)
         optimizer = torch.optim.SGD(network.parameters(), lr=1e-2, momentum=0.99, nesterov=True)
-        checkpoint = {
+        checkpoint: dict[str, Any] = {
             "network_weights": network.state_dict(),
             "optimizer_state": optimizer.state_dict(),
             "grad_scaler_state": None,

@@ -31,16 +31,13 @@ import numpy as np
 from tqdm import tqdm
 
 from synthct import HU_MAX, HU_MIN
+from synthct.contracts import synthrad
 from synthct.io.image import Geometry, read_image, write_image_atomic
 from synthct.io.staging import staged_folder
 from synthct.typing import PathLike
 
 LOG = logging.getLogger(__name__)
 
-REGIONS = ("HN", "TH", "AB")
-REGION_OFFSET = {"all": 0, "HN": 1, "TH": 2, "AB": 3}
-INPUT_FILE = {1: "mr.mha", 2: "cbct.mha"}
-TASK_NAME = {1: "mri", 2: "cbct"}
 #: nnU-Net channel names: "CT" makes stock nnU-Net pick CT normalisation for CBCT; "noNorm" keeps the target in HU.
 CHANNEL_NAMES = {1: {"0": "MR", "1": "noNorm"}, 2: {"0": "CT", "1": "noNorm"}}
 FILE_ENDING = ".mha"
@@ -60,17 +57,31 @@ class ConversionReport:
                 "excluded": sorted(self.excluded), "skipped": dict(sorted(self.skipped.items()))}
 
 
-class CaseError(ValueError):
+class UnusableCase(ValueError):
     """A training case that cannot be used; the message says why."""
 
 
+def _task(number: int) -> synthrad.Task:
+    """The task of a SynthRAD task number. Raises ValueError naming the known numbers."""
+    if isinstance(number, bool) or number not in [t.number for t in synthrad.TASKS]:
+        known = " or ".join(f"{t.number} ({t.modality})" for t in synthrad.TASKS)
+        raise ValueError(f"task must be {known}, got {number!r}")
+    return synthrad.get_task(number)
+
+
+def _region_offsets() -> dict[str, int]:
+    """Region code (and "all") → dataset id offset, from the region table."""
+    return {synthrad.ALL_REGIONS: 0, **{r.code: r.dataset_offset for r in synthrad.REGIONS}}
+
+
 def dataset_id(task: int, region: str, base: int = 500) -> int:
-    """nnU-Net dataset id of (task, region): ``base + 10·task + offset`` (offset all 0, HN 1, TH 2, AB 3)."""
-    if task not in INPUT_FILE:
-        raise ValueError(f"task must be 1 (MRI) or 2 (CBCT), got {task!r}")
-    if region not in REGION_OFFSET:
-        raise ValueError(f"region must be one of {sorted(REGION_OFFSET)}, got {region!r}")
-    value = base + 10 * task + REGION_OFFSET[region]
+    """nnU-Net dataset id of (task, region): ``base + 10·task + offset`` (offset: all 0, else the region table's:
+    HN 1, TH 2, AB 3)."""
+    _task(task)
+    offsets = _region_offsets()
+    if region not in offsets:
+        raise ValueError(f"region must be one of {sorted(offsets)}, got {region!r}")
+    value = base + 10 * task + offsets[region]
     if not 1 <= value <= 999:
         raise ValueError(f"dataset id {value} (base {base}) is outside nnU-Net's 1..999")
     return value
@@ -87,9 +98,10 @@ def task_root(root: PathLike, task: int) -> Path:
     candidate = root / f"Task{task}"
     if candidate.is_dir():
         return candidate
-    if any((root / r).is_dir() for r in REGIONS):
+    regions = synthrad.region_codes()
+    if any((root / r).is_dir() for r in regions):
         return root
-    raise FileNotFoundError(f"no Task{task} folder and no region folder {REGIONS} under {root}")
+    raise FileNotFoundError(f"no Task{task} folder and no region folder {regions} under {root}")
 
 
 def find_cases(root: PathLike, task: int, regions: Sequence[str]) -> dict[str, list[Path]]:
@@ -121,7 +133,7 @@ def read_exclude_file(path: PathLike | None) -> set[str]:
 def _check_same_grid(name: str, geometry: Geometry, reference: Geometry) -> None:
     problem = reference.mismatch(geometry)
     if problem is not None:
-        raise CaseError(f"{name} does not match the input grid: {problem}")
+        raise UnusableCase(f"{name} does not match the input grid: {problem}")
 
 
 def load_case(case_dir: Path, task: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, Geometry]:
@@ -129,26 +141,27 @@ def load_case(case_dir: Path, task: int) -> tuple[np.ndarray, np.ndarray, np.nda
     uint8 {0, 1}, the input's geometry).
 
     Raises:
-        CaseError: missing or unreadable file, size/geometry mismatch, non-finite values, empty mask.
+        UnusableCase: missing or unreadable file, size/geometry mismatch, non-finite values, empty mask.
     """
-    files = {"input": case_dir / INPUT_FILE[task], "ct": case_dir / "ct.mha", "mask": case_dir / "mask.mha"}
+    files = {"input": case_dir / f"{_task(task).input_stem}.mha", "ct": case_dir / "ct.mha",
+             "mask": case_dir / "mask.mha"}
     missing = [p.name for p in files.values() if not p.is_file()]
     if missing:
-        raise CaseError(f"missing {', '.join(missing)}")
+        raise UnusableCase(f"missing {', '.join(missing)}")
     try:
         image, geometry, _ = read_image(files["input"])
         ct, ct_geometry, _ = read_image(files["ct"])
         mask, mask_geometry, _ = read_image(files["mask"])
     except (ValueError, FileNotFoundError) as exc:
-        raise CaseError(str(exc)) from None
+        raise UnusableCase(str(exc)) from None
     _check_same_grid("ct.mha", ct_geometry, geometry)
     _check_same_grid("mask.mha", mask_geometry, geometry)
     for name, array in (("input", image), ("ct.mha", ct)):
         if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
-            raise CaseError(f"{name} contains non-finite values")
+            raise UnusableCase(f"{name} contains non-finite values")
     body = (mask > 0).astype(np.uint8)
     if not body.any():
-        raise CaseError("mask.mha is empty")
+        raise UnusableCase("mask.mha is empty")
     ct_dtype = np.int16 if np.issubdtype(ct.dtype, np.integer) else np.float32
     ct = np.clip(ct, HU_MIN, HU_MAX).astype(ct_dtype)
     return image, ct, body, geometry
@@ -170,7 +183,7 @@ def _dataset_json(task: int, regions: Sequence[str], n_cases: int) -> dict:
         "file_ending": FILE_ENDING,
         "overwrite_image_reader_writer": "SimpleITKIO",
         "name": f"SynthRAD2025 Task {task} ({'+'.join(regions)})",
-        "synthct": {"task": TASK_NAME[task], "regions": list(regions), "input_channels": [0],
+        "synthct": {"task": _task(task).name, "regions": list(regions), "input_channels": [0],
                     "target_channels": [1], "hu_clip": [HU_MIN, HU_MAX]},
     }
 
@@ -207,7 +220,7 @@ def _convert_into(case_dirs: Iterable[Path], task: int, regions: Sequence[str], 
     def work(case_dir: Path) -> tuple[str, str | None]:
         try:
             _convert_case(case_dir, task, out)
-        except CaseError as exc:
+        except UnusableCase as exc:
             return case_dir.name, str(exc)
         return case_dir.name, None
 
@@ -238,8 +251,8 @@ def convert_synthrad(root: PathLike, out_root: PathLike, task: int, region: str 
         root: download root (holding ``Task1``/``Task2``) or the task folder itself.
         out_root: nnU-Net raw folder to write the datasets into.
         task: 1 (MRI → CT) or 2 (CBCT → CT).
-        region: None = one dataset per region found; "HN", "TH" or "AB" = that region only; "all" = one dataset
-            with every region.
+        region: None = one dataset per region found; a region code (``synthrad.REGIONS``) = that region only;
+            "all" = one dataset with every region.
         exclude_file: text file of case ids to leave out (e.g. misaligned pairs).
         id_base: base of the dataset ids (see :func:`dataset_id`).
         workers: parallel reader/writer threads.
@@ -248,9 +261,10 @@ def convert_synthrad(root: PathLike, out_root: PathLike, task: int, region: str 
     Returns:
         One report per dataset written.
     """
-    if region is not None and region not in REGION_OFFSET:
-        raise ValueError(f"region must be one of {sorted(REGION_OFFSET)} or None, got {region!r}")
-    wanted = REGIONS if region in (None, "all") else (region,)
+    offsets = _region_offsets()
+    if region is not None and region not in offsets:
+        raise ValueError(f"region must be one of {sorted(offsets)} or None, got {region!r}")
+    wanted = synthrad.region_codes() if region in (None, synthrad.ALL_REGIONS) else (region,)
     cases = find_cases(root, task, wanted)
     exclude = read_exclude_file(exclude_file)
     groups = {"all": [c for r in wanted for c in cases[r]]} if region == "all" else {r: cases[r] for r in wanted}

@@ -1,11 +1,11 @@
 """``SynthCTTrainerAFP``: stage-2 fine-tuning with masked L1 + Anatomical Feature Prioritized (AFP) loss.
 
 L = λ_L1 · masked L1 (normalised CT) + w_AFP · AFP(ŷ, y), with the frozen segmentation extractor of
-``TrainConfig.afp_extractor`` (:func:`~synthct.losses.feature_extractor.load_feature_extractor`).
+``TrainConfig.afp.afp_extractor`` (:func:`~synthct.losses.feature_extractor.load_feature_extractor`).
 
 Differences to :class:`~synthct.training.trainer.SynthCTTrainerL1`:
 
-* the network is initialised from ``TrainConfig.init_checkpoint`` (a stage-1 ``checkpoint_*.pth``) with a **strict**
+* the network is initialised from ``TrainConfig.afp.init_checkpoint`` (a stage-1 ``checkpoint_*.pth``) with a **strict**
   load of its ``network_weights``, output layer (``seg_layers``) included — stock ``load_pretrained_weights`` drops
   ``seg_layers`` and is not used; the path is written to the training log;
 * optimizer and PolyLR are fresh (built by ``initialize`` as in stage 1), from ``initial_lr`` (default 1e-3);
@@ -27,8 +27,8 @@ import torch
 from synthct.losses.afp import AFPLoss
 from synthct.losses.feature_extractor import load_feature_extractor
 from synthct.network.checkpoint import load_state_dict
-from synthct.training.config import TrainConfig
-from synthct.training.trainer import SynthCTTrainerL1, _gather
+from synthct.training.config import AFPConfig, TrainConfig
+from synthct.training.trainer import SynthCTTrainerL1, gather_ranks
 
 #: Fine-tune defaults that differ from stage 1.
 AFP_DEFAULTS: dict[str, Any] = {"epochs": 500, "initial_lr": 1e-3, "l1_weight": 5.0}
@@ -59,10 +59,15 @@ class SynthCTTrainerAFP(SynthCTTrainerL1):
     #: How the exported model's description names the training stage.
     STAGE_LABEL = "L1 + AFP fine-tune (stage 2)"
 
-    def initialize(self) -> None:
-        config = self.train_config
-        if not config.afp_extractor:
+    @property
+    def afp_config(self) -> AFPConfig:
+        """The AFP settings of the train config. Raises ValueError when the config has none."""
+        if self.train_config.afp is None:
             raise ValueError("SynthCTTrainerAFP needs train_config.afp_extractor (extractor results folder)")
+        return self.train_config.afp
+
+    def initialize(self) -> None:
+        config = self.afp_config
         if not config.init_checkpoint:
             raise ValueError("SynthCTTrainerAFP needs train_config.init_checkpoint (stage-1 checkpoint)")
         super().initialize()
@@ -96,11 +101,12 @@ class SynthCTTrainerAFP(SynthCTTrainerL1):
         """(total, L1, AFP), each float32; AFP with autocast disabled. With ``afp_weight`` 0 (the L1 control of the
         AFP experiment) the extractor is not run and the AFP term is reported as 0."""
         l1 = self.loss(output, z, seg)
-        if self.train_config.afp_weight == 0:
-            return self.train_config.l1_weight * l1, l1, torch.zeros((), device=l1.device)
+        weights = self.afp_config
+        if weights.afp_weight == 0:
+            return weights.l1_weight * l1, l1, torch.zeros((), device=l1.device)
         with torch.autocast(self.device.type, enabled=False):
             afp = self.afp(output.float(), z.float(), valid=seg >= 0, body=seg == 1)
-        total = self.train_config.l1_weight * l1 + self.train_config.afp_weight * afp
+        total = weights.l1_weight * l1 + weights.afp_weight * afp
         return total, l1, afp
 
     def train_step(self, batch: dict) -> dict:
@@ -114,7 +120,7 @@ class SynthCTTrainerAFP(SynthCTTrainerL1):
 
     def on_train_epoch_end(self, train_outputs: list[dict]) -> None:
         super().on_train_epoch_end(train_outputs)
-        rows = [r for rank in _gather([(o["l1"], o["afp"]) for o in train_outputs]) for r in rank]
+        rows = [r for rank in gather_ranks([(o["l1"], o["afp"]) for o in train_outputs]) for r in rank]
         self.last_train_terms = {"l1": float(np.mean([r[0] for r in rows])),
                                  "afp": float(np.mean([r[1] for r in rows]))}
         self.print_to_log_file(f"train L1 {self.last_train_terms['l1']:.4f}, AFP {self.last_train_terms['afp']:.4f}")

@@ -51,7 +51,7 @@ class SynthCTDataLoader(nnUNetDataLoader):
     """
 
     def __init__(self, *args: object, n_inputs: int = 1, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        super().__init__(*args, **kwargs)
         if n_inputs < 1:
             raise ValueError(f"n_inputs must be >= 1, got {n_inputs}")
         self.n_inputs = n_inputs

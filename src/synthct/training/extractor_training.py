@@ -19,10 +19,11 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+
+from synthct.paths import at_least_one_augmentation_worker
 
 LOG = logging.getLogger(__name__)
 
@@ -71,14 +72,8 @@ def plan_extractor(dataset: str | int | Path, spacing: Sequence[float], patch_si
     planner = ExperimentPlanner(name, plans_name=plans_name,
                                 overwrite_target_spacing=[float(s) for s in spacing])
     # the stock VRAM estimate calls torch.set_num_threads(get_allowed_n_proc_DA()), which fails for nnUNet_n_proc_DA=0
-    previous = os.environ.get("nnUNet_n_proc_DA")
-    if previous is not None and previous.strip() == "0":
-        os.environ["nnUNet_n_proc_DA"] = "1"
-    try:
+    with at_least_one_augmentation_worker():
         plans = planner.plan_experiment()
-    finally:
-        if previous is not None:
-            os.environ["nnUNet_n_proc_DA"] = previous
     config = plans["configurations"]["3d_fullres"]
     arch = config["architecture"]["arch_kwargs"]
     if patch_size is not None:
@@ -120,7 +115,9 @@ def train_extractor(dataset: str | int | Path, spacing: Sequence[float], fold: i
     from nnunetv2 import paths
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-    from synthct.training.run import _fold, check_fold, resolve_device
+    from synthct.network.device import resolve_device
+    from synthct.network.manifest import parse_fold
+    from synthct.training.run import check_fold
 
     for label, value in (("epochs", epochs), ("iterations", iterations), ("val_iterations", val_iterations)):
         if int(value) < 1:
@@ -130,7 +127,7 @@ def train_extractor(dataset: str | int | Path, spacing: Sequence[float], fold: i
     if not raw_json.is_file():
         raise FileNotFoundError(f"{raw_json} not found (run synthct extractor labels first)")
     splits = Path(paths.nnUNet_preprocessed) / raw_name / "splits_final.json"
-    check_fold(_fold(fold), int(json.loads(raw_json.read_text()).get("numTraining", 0)),
+    check_fold(parse_fold(fold), int(json.loads(raw_json.read_text()).get("numTraining", 0)),
                splits if splits.is_file() else None, raw_name, "synthct extractor train ... --fold all")
     plans = plan_extractor(dataset, spacing, patch_size, base_features, max_features, batch_size, num_processes,
                            plans_name)
@@ -138,8 +135,8 @@ def train_extractor(dataset: str | int | Path, spacing: Sequence[float], fold: i
     dataset_json = json.loads((Path(paths.nnUNet_preprocessed) / name / "dataset.json").read_text())
     plans = copy.deepcopy(plans)
     plans["continue_training"] = False
-    torch_device = resolve_device(device)
-    trainer = nnUNetTrainer(plans, "3d_fullres", _fold(fold), dataset_json, torch_device)
+    torch_device = resolve_device(device, local_rank=0)
+    trainer = nnUNetTrainer(plans, "3d_fullres", parse_fold(fold), dataset_json, torch_device)
     trainer.num_epochs = int(epochs)
     trainer.num_iterations_per_epoch = int(iterations)
     trainer.num_val_iterations_per_epoch = int(val_iterations)

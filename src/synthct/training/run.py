@@ -21,6 +21,8 @@ from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_datas
 from torch import distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from synthct.network.device import resolve_device
+from synthct.network.manifest import parse_fold
 from synthct.paths import DistributedEnv, distributed_env
 from synthct.preprocessing.plans import load_plans
 from synthct.training.config import TrainConfig
@@ -29,19 +31,6 @@ from synthct.training.trainer import SynthCTTrainerL1
 
 LOG = logging.getLogger(__name__)
 CHECKPOINT_ORDER = ("checkpoint_latest.pth", "checkpoint_final.pth", "checkpoint_best.pth")
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """"auto" → CUDA (``cuda:<local_rank>``) when available, else CPU; "cuda" under torchrun → ``cuda:<local_rank>``."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} requested but CUDA is not available")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-    return device
 
 
 def build_trainer(plans: dict[str, Any], dataset_json: dict[str, Any], fold: int | str, config: TrainConfig,
@@ -80,15 +69,6 @@ def _join_process_group(env: DistributedEnv | None, device: torch.device) -> boo
     dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     LOG.info("joined DDP group: rank %d of %d on %s", env.rank, env.world_size, device)
     return True
-
-
-def _fold(fold: int | str) -> int | str:
-    if fold == "all":
-        return "all"
-    try:
-        return int(fold)
-    except (TypeError, ValueError):
-        raise ValueError(f"fold must be an integer or 'all', got {fold!r}") from None
 
 
 #: Folds of nnU-Net's default split (``splits_final.json`` is created with this many when absent).
@@ -141,7 +121,7 @@ def train(dataset: str | int, fold: int | str, plans_name: str = "synthctResUNet
         validate_best: validate the best (lowest EMA MAE) checkpoint instead of the final weights.
     """
     config = config or TrainConfig()
-    fold = _fold(fold)
+    fold = parse_fold(fold)
     name = maybe_convert_to_dataset_name(dataset)
     base = Path(nnUNet_preprocessed) / name
     plans = load_plans(base, plans_name)

@@ -64,7 +64,7 @@ from synthct.training.progress import plot_progress
 _CUDA = torch.device("cuda")
 
 
-def _gather(value: Any) -> list[Any]:
+def gather_ranks(value: Any) -> list[Any]:
     """``[value]`` without DDP, the values of every rank under DDP."""
     if not (dist.is_available() and dist.is_initialized()):
         return [value]
@@ -102,8 +102,13 @@ class SynthCTTrainerL1(nnUNetTrainer):
 
     #: How the exported model's description names the training stage.
     STAGE_LABEL = "L1 stage"
+    #: Set by nnU-Net's base class (untyped): the network (or its DDP / torch.compile wrapper), whether
+    #: :meth:`initialize` ran, and the best EMA validation score so far.
+    network: Any
+    was_initialized: bool
+    _best_ema: float | None
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+    def __init__(self, plans: dict, configuration: str, fold: int | str, dataset_json: dict,
                  device: torch.device = _CUDA) -> None:
         super().__init__(plans, configuration, fold, dataset_json, device)
         if self.is_ddp and device.type != "cuda":  # stock forces cuda:<rank> under DDP; keep CPU/gloo runs on CPU
@@ -145,8 +150,9 @@ class SynthCTTrainerL1(nnUNetTrainer):
                         "arch_kwargs": configuration_manager.network_arch_init_kwargs,
                         "_kw_requires_import": configuration_manager.network_arch_init_kwargs_req_import}
         network = build_network(architecture, int(block.get("input_channels", 1)), 1)
-        if hasattr(network, "initialize"):
-            network.apply(network.initialize)
+        initialize = getattr(network, "initialize", None)  # dynamic_network_architectures' weight init
+        if initialize is not None:
+            network.apply(initialize)
         return network
 
     def initialize(self) -> None:
@@ -194,7 +200,8 @@ class SynthCTTrainerL1(nnUNetTrainer):
         return network._orig_mod if isinstance(network, OptimizedModule) else network
 
     def set_deep_supervision_enabled(self, enabled: bool) -> None:
-        self.unwrapped_network().decoder.deep_supervision = enabled
+        unet: Any = self.unwrapped_network()  # a dynamic_network_architectures U-Net (untyped decoder)
+        unet.decoder.deep_supervision = enabled
 
     # ------------------------------------------------------------------------------------------------------- data
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self) -> tuple:
@@ -213,11 +220,11 @@ class SynthCTTrainerL1(nnUNetTrainer):
         _, _, initial, mirror_axes = self.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
         transforms = training_transforms(patch, self.train_config.augmentation, mirror_axes)
         dataset_tr, dataset_val = self.get_tr_and_val_datasets()
-        common = {"oversample_foreground_percent": self.oversample_foreground_percent, "n_inputs": self.n_inputs}
+        oversample, n_inputs = self.oversample_foreground_percent, self.n_inputs
         dl_tr = SynthCTDataLoader(dataset_tr, self.batch_size, initial, patch, self.label_manager,
-                                  transforms=transforms, **common)
-        dl_val = SynthCTDataLoader(dataset_val, self.batch_size, patch, patch, self.label_manager, transforms=None,
-                                   **common)
+                                  oversample_foreground_percent=oversample, transforms=transforms, n_inputs=n_inputs)
+        dl_val = SynthCTDataLoader(dataset_val, self.batch_size, patch, patch, self.label_manager,
+                                   oversample_foreground_percent=oversample, transforms=None, n_inputs=n_inputs)
         n_proc = get_allowed_n_proc_DA()
         if n_proc == 0:
             loaders = SingleThreadedAugmenter(dl_tr, None), SingleThreadedAugmenter(dl_val, None)
@@ -277,7 +284,7 @@ class SynthCTTrainerL1(nnUNetTrainer):
             self.optimizer.step()
 
     def on_train_epoch_end(self, train_outputs: list[dict]) -> None:
-        losses = [v for rank in _gather([o["loss"] for o in train_outputs]) for v in rank]
+        losses = [v for rank in gather_ranks([o["loss"] for o in train_outputs]) for v in rank]
         self.logger.log("train_losses", float(np.mean(losses)), self.current_epoch)
 
     def validation_step(self, batch: dict) -> dict:
@@ -292,7 +299,7 @@ class SynthCTTrainerL1(nnUNetTrainer):
         return {"loss": float(loss.cpu()), "abs_error_hu": float(error.cpu()), "n_body": int(body.sum().cpu())}
 
     def on_validation_epoch_end(self, val_outputs: list[dict]) -> None:
-        gathered = _gather([(o["loss"], o["abs_error_hu"], o["n_body"]) for o in val_outputs])
+        gathered = gather_ranks([(o["loss"], o["abs_error_hu"], o["n_body"]) for o in val_outputs])
         rows = [row for rank in gathered for row in rank]
         n_body = sum(r[2] for r in rows)
         mae_hu = sum(r[1] for r in rows) / n_body if n_body else float("nan")
@@ -346,7 +353,7 @@ class SynthCTTrainerL1(nnUNetTrainer):
             validation.write_case(original, properties, out_dir / f"{key}{self.dataset_json['file_ending']}")
             self.print_to_log_file(f"validation {key}: MAE {scores[-1].mae_hu:.1f} HU, PSNR {scores[-1].psnr_db:.2f} "
                                    f"dB, MS-SSIM {scores[-1].ms_ssim:.4f}")
-        scores = [s for rank in _gather(scores) for s in rank]
+        scores = [s for rank in gather_ranks(scores) for s in rank]
         if self.local_rank != 0:
             return None
         summary = validation.write_summary(scores, out_dir / "summary.json", {
