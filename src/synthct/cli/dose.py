@@ -78,7 +78,7 @@ def _template(args: argparse.Namespace) -> Any:
     from synthct.dose.gamma import GammaCriteria
 
     gamma = GammaCriteria(args.gamma_dose, args.gamma_distance, args.gamma_cutoff, args.gamma_interp)
-    scts = {}
+    scts: dict[str, Path] = {}
     for path in args.sct or []:
         stem = stem_of(path)
         if stem in scts:

@@ -86,9 +86,10 @@ def _dose_columns(args: argparse.Namespace) -> tuple[dict[str, dict[str, float]]
     columns = {f"{m}_{k}" for m in MODALITIES for k in SUMMARY_METRICS}
     out = {row["case"]: {c: float(row.get(c, float("nan"))) for c in sorted(columns)} for row in summary["cases"]}
     synthetic = sorted(r["case"] for r in summary["cases"] if r["synthetic_target"])
-    notes = ("Dose: photon IMRT and proton IMPT plans (synthct dose defaults per region, pyRadPlan) on each CT, "
-             "recomputed on the sCT; dose MAE in % of Rx over D_ct >= 90 % Rx, DVH error, gamma 2 %/2 mm global; "
-             "per-case outputs in dose/ (docs/dose.md).",)
+    notes: tuple[str, ...] = (
+        "Dose: photon IMRT and proton IMPT plans (synthct dose defaults per region, pyRadPlan) on each CT, recomputed "
+        "on the sCT; dose MAE in % of Rx over D_ct >= 90 % Rx, DVH error, gamma 2 %/2 mm global; per-case outputs in "
+        "dose/ (docs/dose.md).",)
     if synthetic:
         notes += (f"Dose targets are SYNTHETIC (a sphere at the body centroid) for {len(synthetic)} case(s): "
                   f"{', '.join(synthetic[:20])}.",)

@@ -41,12 +41,16 @@ class Region:
         dataset_offset: nnU-Net dataset id offset (id = base + 10·task + offset; offset 0 is "all regions").
         scored_labels: TotalSegmentator v2 ``total`` labels the evaluation scores for this region
             (``segmentation_metrics.py`` of the official evaluation; ``challenge.md`` §9.3).
+        dose_photon_beams: default number of equally spaced coplanar photon beams of ``synthct dose``.
+        dose_proton_gantry: default proton field gantry angles of ``synthct dose``, degrees (docs/dose.md).
     """
 
     code: str
     name: str
     dataset_offset: int
     scored_labels: tuple[int, ...]
+    dose_photon_beams: int = 7
+    dose_proton_gantry: tuple[float, ...] = (90.0, 180.0, 270.0)
 
 
 _VERTEBRAE = tuple(range(26, 51))  # vertebrae S1 (26) ... C1 (50); sacrum (25) is not scored
@@ -63,7 +67,7 @@ TASKS: tuple[Task, ...] = (
     Task("cbct", 2, "cbct", "images/cbct", "CBCT"),
 )
 REGIONS: tuple[Region, ...] = (
-    Region("HN", "Head and Neck", 1, _HEAD_NECK),
+    Region("HN", "Head and Neck", 1, _HEAD_NECK, dose_photon_beams=9, dose_proton_gantry=(45.0, 180.0, 315.0)),
     Region("TH", "Thorax", 2, _TORSO),
     Region("AB", "Abdomen", 3, _TORSO),
 )

@@ -81,7 +81,7 @@ def save_preview(path: Path, dose_dir: Path, result: dict[str, Any]) -> Path:
     for row, modality in enumerate(MODALITIES):
         rx = result["plans"][modality]["settings"]["prescription_gy"]
         ref = _axial(dose_dir / "doses" / f"{modality}_ct.mha", z)
-        panels = [("dose on CT", ref, (0.0, 1.1 * rx), "jet")]
+        panels: list[tuple[str, np.ndarray, tuple[float, float], Any]] = [("dose on CT", ref, (0.0, 1.1 * rx), "jet")]
         for stem, label in ROWS.items():
             diff = 100.0 * (_axial(dose_dir / "doses" / f"{modality}_{stem}.mha", z) - ref) / rx
             m = result["scts"][stem][modality]

@@ -72,7 +72,8 @@ def _init_worker(level: int, threads: int) -> None:
     try:
         import numba
 
-        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+        limit = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]  # set by numba.config at import
+        numba.set_num_threads(max(1, min(threads, limit)))
     except ImportError:  # pragma: no cover - numba comes with the dose extra
         pass
     try:

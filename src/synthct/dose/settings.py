@@ -12,14 +12,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from synthct.contracts.synthrad import get_region, region_codes, region_names
+
 #: The two modalities the SynthRAD2025 test phase scores.
 MODALITIES: tuple[str, ...] = ("photon", "proton")
-#: Photon beams per region (equally spaced from 0°, coplanar).
-PHOTON_BEAMS: dict[str, int] = {"HN": 9, "TH": 7, "AB": 7}
-#: Proton field gantry angles per region (coplanar).
-PROTON_GANTRY: dict[str, tuple[float, ...]] = {"HN": (45.0, 180.0, 315.0), "TH": (90.0, 180.0, 270.0),
-                                               "AB": (90.0, 180.0, 270.0)}
-#: Region used when a case's region is unknown (a file stem that is no SynthRAD id).
+#: Region used when a case's region is unknown (a file stem that is no SynthRAD id). The beams per region live in
+#: the region table (``synthct.contracts.synthrad.Region.dose_photon_beams`` / ``dose_proton_gantry``).
 DEFAULT_REGION: str = "AB"
 
 
@@ -75,11 +73,10 @@ class PlanSettings:
 
 
 def region_key(region: str) -> str:
-    """``HN``/``TH``/``AB`` for a region code or name (``"Head and Neck"``, ``"Thorax"``, ``"Abdomen"``), else the
-    :data:`DEFAULT_REGION`."""
-    names = {"head and neck": "HN", "thorax": "TH", "abdomen": "AB"}
+    """The region code of a code or a ``region.json`` name (case-insensitive), else :data:`DEFAULT_REGION`."""
+    names = {name.lower(): code for name, code in region_names().items()}
     key = names.get(region.strip().lower(), region.strip().upper())
-    return key if key in PHOTON_BEAMS else DEFAULT_REGION
+    return key if key in region_codes() else DEFAULT_REGION
 
 
 def default_settings(modality: str, region: str = DEFAULT_REGION, **overrides: Any) -> PlanSettings:
@@ -88,15 +85,15 @@ def default_settings(modality: str, region: str = DEFAULT_REGION, **overrides: A
     ``overrides`` may hold ``beams`` (photon: number of equally spaced beams) besides the :class:`PlanSettings`
     fields; unknown keys raise ``TypeError`` naming them.
     """
-    key = region_key(region)
+    row = get_region(region_key(region))
     beams = overrides.pop("beams", None)
     if modality == "photon":
-        n = int(beams) if beams is not None else PHOTON_BEAMS[key]
+        n = int(beams) if beams is not None else row.dose_photon_beams
         if n < 1:
             raise ValueError(f"--beams must be >= 1, got {n}")
         angles = tuple(round(360.0 * i / n, 4) for i in range(n))
     elif modality == "proton":
-        angles = PROTON_GANTRY[key]
+        angles = tuple(row.dose_proton_gantry)
     else:
         raise ValueError(f"unknown modality {modality!r}; expected one of {', '.join(MODALITIES)}")
     settings = PlanSettings(modality=modality, gantry_angles=angles)

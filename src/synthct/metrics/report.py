@@ -144,13 +144,14 @@ def draw_views(axes: Any, columns: Sequence[tuple[str, np.ndarray, tuple[float, 
     aspects = _aspects(spacing_zyx)
     for col, (label, volume, (vmin, vmax), cmap) in enumerate(columns):
         planes = _slices(volume, centre)
-        lines = _slices(outline, centre) if outline is not None else [None] * len(_VIEWS)
+        lines: list[np.ndarray | None] = list(_slices(outline, centre)) if outline is not None else [None] * 3
         for row, (view, plane, aspect) in enumerate(zip(_VIEWS, planes, aspects, strict=True)):
             ax = axes[row][col]
             origin = "upper" if view == "axial" else "lower"
             ax.imshow(plane, cmap=cmap, vmin=vmin, vmax=vmax, aspect=aspect, origin=origin, interpolation="nearest")
-            if lines[row] is not None and np.any(lines[row] > 0.5):
-                ax.contour(lines[row], levels=[0.5], colors="white", linewidths=0.6, origin=origin)
+            line = lines[row]
+            if line is not None and np.any(line > 0.5):
+                ax.contour(line, levels=[0.5], colors="white", linewidths=0.6, origin=origin)
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
