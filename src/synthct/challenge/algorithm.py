@@ -230,8 +230,11 @@ def main(argv: Sequence[str] | None = None, app_root: Path | None = None) -> int
         LOG.info("models: %s (%s; model paths relative to %s)", found.models_json, found.source, found.root)
         if args.check_models:
             task = os.environ.get("SYNTHCT_TASK")
-            for line in model_root.check_models(found, [task] if task else model_root.routed_tasks(found.models_json)):
+            tasks = [task] if task else model_root.routed_tasks(found.models_json)
+            for line in model_root.check_models(found, tasks):
                 LOG.info("loads: %s", line)
+            for warning in filter(None, (model_root.demo_warning(found, t) for t in tasks)):
+                LOG.warning("%s", warning)
             return 0
         run_case(args.input, args.output, found.models_json, str(device), root=found.root,
                  time_budget=args.time_budget, started=started)
