@@ -53,8 +53,10 @@ def test_workflow_step_1_runs_without_bad_ids(tmp_path: Path) -> None:
     """The hold-out block of docs/workflow.md §1 works when no bad_ids.txt exists yet (it used to fail)."""
     (block,) = [b for b in bash_blocks(REPO / "docs" / "workflow.md") if "exclude_ids.txt" in b and "cat" in b]
     (tmp_path / "heldout_ids.txt").write_text("1HNA001\n")
+    elsewhere = tmp_path / "cwd"  # relative paths land here, not in the repository
+    elsewhere.mkdir()
     proc = subprocess.run(["bash", "-euo", "pipefail", "-c", block], capture_output=True, text=True, timeout=30,
-                          env={"WORK": str(tmp_path), "PATH": "/usr/bin:/bin"})
+                          cwd=elsewhere, env={"WORK": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "exclude_ids.txt").read_text() == "1HNA001\n"
 

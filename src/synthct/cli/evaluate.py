@@ -53,19 +53,47 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="HD95 of a class missing from the sCT segmentation: left out of the mean (default; the official "
         "SynthRAD2025 / MONAI 1.6.1 policy) or the image diagonal (opt-in, not the leaderboard's)",
     )
+    parser.add_argument("--skip-missing", action="store_true", help="score only the cases that have a prediction "
+                        "(e.g. when predict skipped broken cases); the skipped ids are listed in metrics.json "
+                        "(skipped_cases) and the report")
     parser.add_argument("--no-report", action="store_true", help="skip the PNG montages, box plot and index.html")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=_run)
     return parser
 
 
+def _check_out(out: Path) -> None:
+    """--out is replaced as a whole: refuse a non-empty folder that is not an earlier evaluation (no metrics.json)."""
+    if out.is_dir() and any(out.iterdir()) and not (out / "metrics.json").is_file():
+        raise FileExistsError(f"--out {out} is a non-empty folder without metrics.json (not an earlier evaluation): "
+                              "evaluate replaces its --out, choose a new or empty folder")
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} exists and is not a folder")
+
+
 def _run(args: argparse.Namespace) -> int:
+    from synthct.io.staging import staged_folder
+
+    _check_out(args.out)
+    # built in a hidden sibling and renamed into place: an interrupted or failed run leaves the old --out (or none),
+    # and a rerun leaves no stale QA images of the previous one
+    with staged_folder(args.out, overwrite=True, what="evaluation folder") as stage:
+        result = _evaluate(args, stage)
+    for metric, stats in result.aggregates.items():
+        LOG.info("%-9s mean %.4f  std %.4f  (n=%d)", metric, stats["mean"], stats["std"], stats["count"])
+    if result.skipped:
+        LOG.warning("skipped (no prediction): %s", ", ".join(result.skipped))
+    LOG.info("results in %s", args.out)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace, out_dir: Path) -> Any:
     from synthct.metrics.evaluate import EvaluationConfig, evaluate_folder
 
     config = EvaluationConfig(
         pred_dir=args.pred,
         gt_dir=args.gt,
-        out_dir=args.out,
+        out_dir=out_dir,
         masks_dir=args.masks,
         inputs_dir=args.inputs,
         gt_seg_dir=args.gt_seg,
@@ -75,9 +103,6 @@ def _run(args: argparse.Namespace) -> int:
         missing_hd95=args.missing_hd95,
         report=not args.no_report,
         progress=not args.no_progress,
+        skip_missing=args.skip_missing,
     )
-    result = evaluate_folder(config)
-    for metric, stats in result.aggregates.items():
-        LOG.info("%-9s mean %.4f  std %.4f  (n=%d)", metric, stats["mean"], stats["std"], stats["count"])
-    LOG.info("results in %s", config.out_dir)
-    return 0
+    return evaluate_folder(config)
