@@ -73,3 +73,18 @@ def test_workflow_writes_outside_the_repository() -> None:
     assert "$WORK" in text
     ignored = (REPO / ".gitignore").read_text().splitlines()
     assert "resources/models.json.bak" in ignored or "/resources/models.json.bak" in ignored
+
+
+def test_gpu_claims_without_a_result_file_are_marked() -> None:
+    """The README's H200 row and training.md's H200 step table cite no committed result file: each says so."""
+    readme = (REPO / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| NVIDIA H200"))
+    assert "†" in row and "† The H200 row is a **single development measurement with no result file kept**" in readme
+    training = (REPO / "docs" / "training.md").read_text()
+    table_end = training.index("| ResidualUNetUpsample (`synthctResUNetPlans`)")
+    assert "single development measurement with no result file kept" in training[table_end:table_end + 600]
+
+
+def test_make_test_time_states_the_load() -> None:
+    line = next(line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("make test"))
+    assert "minutes" in line and "load" in line, line
