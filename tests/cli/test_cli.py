@@ -35,7 +35,8 @@ def test_export_then_predict(tiny_results: Path, porcine_dir: Path, tmp_path: Pa
 def test_demo_runs_on_the_bundled_sample(repo_root: Path, tmp_path: Path, capsys) -> None:
     assert main(["demo", "--out", str(tmp_path / "demo"), "--repo", str(repo_root), "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
-    assert "RANDOM-WEIGHT demo model" in printed or "bundled weights" in printed
+    model_line = next(line for line in printed.splitlines() if line.startswith("model: "))
+    assert "RANDOM-WEIGHT demo model" in model_line or model_line.endswith("(a DEMO model by its synthct.json)")
     path = Path(printed.split("sCT written: ")[1].splitlines()[0])
     assert (tmp_path / "demo" / "preview.png").stat().st_size > 10_000
     assert "MAE" in printed and "MS-SSIM" in printed

@@ -16,7 +16,7 @@ import numpy as np
 from synthct.challenge.contract import IMAGE_SUFFIXES, INPUT_IMAGE_DIRS, MASK_DIR, REGION_CODES, REGION_FILE
 from synthct.challenge.errors import CaseError
 from synthct.inference.grid import MAX_GRID_VOXELS
-from synthct.io.image import Geometry, read_image
+from synthct.io.image import Geometry, printable_path, read_image
 
 LOG = logging.getLogger(__name__)
 #: region.json holds one short JSON string ("Head and Neck"); anything longer is refused before it is parsed.
@@ -118,7 +118,9 @@ def _read(path: Path) -> tuple[np.ndarray, Geometry]:
         array, geometry, _ = read_image(path, max_voxels=MAX_INPUT_VOXELS)
     except (ValueError, FileNotFoundError) as exc:
         text = str(exc)
-        raise CaseError(path, text.split(": ", 1)[1] if ": " in text else text) from None
+        for prefix in (f"{printable_path(path)}: ", f"{path}: "):
+            text = text.removeprefix(prefix)
+        raise CaseError(path, text) from None
     _check_direction(path, geometry)
     return array, geometry
 
