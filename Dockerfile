@@ -9,6 +9,9 @@
 # or resources/models.json there) when there is one, else from the image (/opt/app/resources/models.json).
 #
 # Build arguments:
+#   BASE_IMAGE       the base of both stages (default python:3.11-slim). Offline (no Docker Hub): a local stand-in
+#                    built by scripts/standin_base.sh, e.g. `./export.sh --base-image synthct-standin:bookworm`
+#                    (docs/container.md); never upload an image built on a stand-in.
 #   TASK             mri (Task 1, default) or cbct (Task 2).
 #   WEIGHTS          baked (default): weights/<TASK>/ and resources/ are copied to /opt/app and checked to load at
 #                    build time (the build fails if a region has no model); tarball: the image holds no weights and
@@ -20,8 +23,10 @@
 #                    none = no separate install (torch from the base image, or PyPI's CUDA 13 build via
 #                    requirements.txt; CI's stand-in base preinstalls the CPU build); or any index URL.
 
+ARG BASE_IMAGE=python:3.11-slim
+
 # --- stage 1: pick this task's model folders and the routing file -------------------------------------------------
-FROM python:3.11-slim AS models
+FROM ${BASE_IMAGE} AS models
 ARG TASK=mri
 ARG WEIGHTS=baked
 COPY resources/ /ctx/resources/
@@ -37,7 +42,7 @@ RUN case "$TASK" in mri|cbct) ;; *) echo "build argument TASK must be mri or cbc
  && chmod -R u=rwX,go=rX /sel
 
 # --- stage 2: the algorithm image ---------------------------------------------------------------------------------
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 
 # PYTHONUSERBASE fixes where `pip --user` installs and where Python finds it, whatever $HOME the runtime user gets.
 # Caches and matplotlib's config go to /tmp (writable on grand-challenge); nnU-Net's torch.compile stays off.

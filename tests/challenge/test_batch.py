@@ -157,3 +157,37 @@ def test_single_predict_creates_parent_folders_first(tmp_path: Path, tiny_model:
     blocked.write_text("")
     assert main(["predict", "--model", str(tiny_model), "--image", str(tmp_path / "mr.mha"), "--mask",
                  str(tmp_path / "mask.mha"), "--out", str(blocked / "sct.mha"), "--device", "cpu"]) == 1
+
+
+def test_interrupted_batch_keeps_finished_cases_and_writes_the_summary(tmp_path: Path, tiny_model: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       capfd) -> None:
+    """Ctrl-C during the second case: one ERROR line, exit 130, the first sCT kept and predict_summary.json written
+    with the interrupted state (the not-reached ids listed); the same command then resumes."""
+    from synthct.challenge import batch
+
+    release = _release(tmp_path / "release")
+    models = write_models_json(tmp_path / "app", tiny_model)
+    out = tmp_path / "out"
+    real = batch.synthesise
+    calls = []
+
+    def second_call_interrupted(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(batch, "synthesise", second_call_interrupted)
+    argv = ["predict", "-i", str(release), "-o", str(out), "--models", str(models), "--device", "cpu", "--no-progress"]
+    assert main(argv) == 130
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "ERROR synthct: synthct predict: stopped by SIGINT (exit 130)" in err
+    summary = json.loads((out / "predict_summary.json").read_text())
+    assert summary["interrupted"] is True and summary["counts"] == {"done": 1, "skipped": 0, "failed": 0}
+    assert summary["not_reached"] == ["1ABX001", "1ABX002", "1ABX999"]
+    assert sorted(p.name for p in out.iterdir()) == ["1ABX000.mha", "predict_summary.json"]
+    monkeypatch.undo()
+    assert main(argv) == 1  # resumes: 1ABX000 skipped, the others predicted, the bad case failed
+    summary = json.loads((out / "predict_summary.json").read_text())
+    assert summary["interrupted"] is False and summary["counts"] == {"done": 2, "skipped": 1, "failed": 1}

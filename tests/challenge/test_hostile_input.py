@@ -314,7 +314,7 @@ def test_disk_full_is_one_line(app: Path, tmp_path: Path, tile, capsys) -> None:
 
 # --- 8. signals -------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
 def test_signal_during_prediction_cleans_up(signum: int, code: int, tmp_path: Path, tiny_model: Path,
                                             porcine_images) -> None:
     """A real slow case: the porcine volume stacked three times (120 × 186 × 147) at a sliding-window step of 0.25

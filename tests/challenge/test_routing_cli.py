@@ -23,11 +23,17 @@ def hn_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_export_route_then_list_and_reroute(tmp_path: Path, tiny_model: Path, hn_results: Path, capsys) -> None:
     app = tmp_path / "app"
     models = write_models_json(app, tiny_model)  # every MRI region → the random-weight tiny model
+    old = json.loads(models.read_text())
+    old["models"]["mri"]["HN"] = {**old["models"]["mri"]["HN"], "blend": "gaussian", "tta": True, "note": "demo"}
+    models.write_text(json.dumps(old))
     model = app / "weights" / "mri" / "HN"
     assert main(["export", str(hn_results), str(model), "--route", "--models", str(models)]) == 0
     assert resolve_route(models, "mri", "HN").model_dir == model.resolve()
     entry = json.loads(models.read_text())["models"]["mri"]["HN"]
-    assert entry["model"] == "weights/mri/HN" and entry["step"] == 0.5 and "note" not in entry  # settings kept
+    # a new model gets the paper's settings, not the old model's Gaussian blending, step 0.5 and TTA; it says so
+    assert entry == {"model": "weights/mri/HN", "step": 0.3, "blend": "mean", "tta": False}
+    assert ("mri/HN inference settings changed: step 0.5 → 0.3, blend 'gaussian' → 'mean', tta True → False, "
+            "folds [0] → 'all' (from the paper's defaults)") in capsys.readouterr().err
     assert json.loads(models.with_name("models.json.bak").read_text())["models"]["mri"]["HN"]["model"] != entry["model"]
     capsys.readouterr()
 
@@ -52,3 +58,26 @@ def test_export_route_then_list_and_reroute(tmp_path: Path, tiny_model: Path, hn
     assert {r: (e["model"], e["step"], e["folds"], e["note"]) for r, e in routed.items()} == dict.fromkeys(
         ("HN", "TH", "AB"), ("weights/mri/HN", 0.3, [0], "x"))
     assert models.stat().st_mode & 0o777 == 0o644
+
+
+def test_route_gives_a_new_model_its_own_settings(tmp_path: Path, tiny_model: Path, hn_results: Path,
+                                                   capsys) -> None:
+    """synthct.json's extra.inference wins over the old entry; re-routing the same model keeps the entry's."""
+    app = tmp_path / "app"
+    models = write_models_json(app, tiny_model)
+    model = app / "weights" / "mri" / "HN"
+    assert main(["export", str(hn_results), str(model), "--models", str(models)]) == 0
+    manifest = json.loads((model / "synthct.json").read_text())
+    manifest["extra"]["inference"] = {"blend": "gaussian", "step": 0.5, "unknown": 1}
+    (model / "synthct.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert main(["route", "mri", "HN", str(model), "--models", str(models)]) == 0
+    entry = json.loads(models.read_text())["models"]["mri"]["HN"]
+    assert entry == {"model": "weights/mri/HN", "step": 0.5, "blend": "gaussian", "tta": False}
+    assert "step 0.5 → 0.5" not in (err := capsys.readouterr().err)
+    assert ("mri/HN inference settings changed: blend 'mean' → 'gaussian', folds [0] → 'all' "
+            "(from the model's synthct.json)") in err
+    assert main(["route", "mri", "HN", str(model), "--tta", "--models", str(models)]) == 0  # same model: kept
+    entry = json.loads(models.read_text())["models"]["mri"]["HN"]
+    assert entry == {"model": "weights/mri/HN", "step": 0.5, "blend": "gaussian", "tta": True}
+    assert "tta False → True (from the existing entry (same model) and the command line)" in capsys.readouterr().err

@@ -65,13 +65,26 @@ def instructions() -> list[tuple[str, str]]:
             if item["instruction"].upper() != "COMMENT"]
 
 
+def global_args() -> dict[str, str]:
+    """The ARGs before the first FROM (usable in FROM lines) with their defaults."""
+    result = {}
+    for instruction, value in instructions():
+        if instruction == "FROM":
+            break
+        assert instruction == "ARG", f"only ARG may come before the first FROM, got {instruction} {value}"
+        name, _, default = value.partition("=")
+        result[name] = default
+    return result
+
+
 def stages() -> list[list[tuple[str, str]]]:
     result: list[list[tuple[str, str]]] = []
     for instruction, value in instructions():
         if instruction == "FROM":
             result.append([])
-        assert result, "the Dockerfile must start with FROM (after ARGs)"
-        result[-1].append((instruction, value))
+        if result:  # the global ARGs before the first FROM belong to no stage
+            result[-1].append((instruction, value))
+    assert result, "the Dockerfile has no FROM"
     return result
 
 
@@ -88,8 +101,11 @@ def copies(stage: list[tuple[str, str]]) -> list[tuple[list[str], list[str], str
 
 
 def test_every_stage_uses_the_stand_in_tag() -> None:
+    """Every stage starts FROM ${BASE_IMAGE}, whose default is the tag CI's stand-in provides (export.sh
+    --base-image replaces it)."""
     froms = [s[0][1].split() for s in stages()]
-    assert froms and all(f[0] == BASE_IMAGE for f in froms), froms
+    assert froms and all(f[0] == "${BASE_IMAGE}" for f in froms), froms
+    assert global_args() == {"BASE_IMAGE": BASE_IMAGE}
 
 
 def test_entrypoint_is_exec_form_process_py() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -185,3 +186,21 @@ def test_cuda_autocast_matches_cpu_float32() -> None:
     cpu = sliding_window_predict([net], x, settings())
     gpu = sliding_window_predict([net.cuda()], x, settings(), device="cuda")
     torch.testing.assert_close(cpu, gpu, rtol=0, atol=5e-2)
+
+
+def test_tile_progress_logs_periodic_lines_when_not_on_a_terminal(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    """On a log (stderr not a terminal) the tiles report progress as INFO lines; progress=False shows nothing."""
+    from synthct.inference import sliding_window
+
+    monkeypatch.setattr(sliding_window, "PROGRESS_LOG_INTERVAL_S", 0.0)
+    x = torch.zeros((1, 8, 32, 32))
+    with caplog.at_level("INFO", logger="synthct.inference.sliding_window"):
+        sliding_window_predict([affine(1.0, 0.0)], x, settings(tile_batch=1, progress=True))
+    lines = [m for r in caplog.records if re.match(r"sliding window: \d+/\d+ tiles", m := r.getMessage())]
+    assert len(lines) >= 2 and lines[-1].startswith("sliding window: ") and "(100 %)" in lines[-1], lines
+    total = int(lines[-1].split("/")[1].split()[0])
+    assert [f"{i}/{total} tiles" in line for i, line in enumerate(lines[:-1], start=1)] == [True] * (len(lines) - 1)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="synthct.inference.sliding_window"):
+        sliding_window_predict([affine(1.0, 0.0)], x, settings(tile_batch=1, progress=False))
+    assert not [r for r in caplog.records if re.match(r"sliding window: \d+/", r.getMessage())]

@@ -23,7 +23,7 @@ def test_converted_dataset_layout_and_geometry_rejection(mini_synthrad: Path, tm
     assert report.dataset_dir == out
     assert sorted(report.converted) == [f"1ABX{k:03d}" for k in range(5)]
     assert list(report.skipped) == ["1ABX999"]
-    assert "ct.mha does not match the input grid: origin" in report.skipped["1ABX999"]
+    assert "ct.mha does not match the input grid: ct.mha origin" in report.skipped["1ABX999"]
     assert not list(out.rglob("1ABX999*"))  # nothing of the rejected case is left behind
     dataset = json.loads((out / "dataset.json").read_text())
     assert dataset["channel_names"] == {"0": "MR", "1": "noNorm"}
@@ -64,7 +64,7 @@ def test_every_bad_case_is_skipped_with_its_reason(synthrad_factory, tmp_path: P
     assert report.excluded == ["1ABX001"]
     assert report.skipped == {
         "1ABE001": "mask.mha is empty",
-        "1ABS002": "ct.mha does not match the input grid: size (64, 64, 20) vs (64, 64, 10)",
+        "1ABS002": "ct.mha does not match the input grid: ct.mha size (64, 64, 10) vs mr.mha (64, 64, 20)",
         "1ABM003": "missing ct.mha, mask.mha",
     }
     with pytest.raises(FileExistsError, match="exist"):

@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import shutil
+import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from synthct.challenge import diagnostics, model_root
-from synthct.challenge.contract import DEFAULT_INPUT_ROOT, DEFAULT_OUTPUT_ROOT, OUTPUT_DIR
+from synthct.challenge.contract import DEFAULT_INPUT_ROOT, DEFAULT_OUTPUT_ROOT, MASK_DIR, OUTPUT_DIR
 from synthct.challenge.errors import CaseError
 from synthct.challenge.inputs import Case, load_case
 from synthct.challenge.routing import Route, resolve_route
@@ -35,27 +36,49 @@ if TYPE_CHECKING:
 LOG = logging.getLogger("synthct.challenge")
 
 
-def _prepare_output(output_root: Path) -> tuple[Path, list[Path]]:
-    """Create the output folder; return it and the folders this call created (removed again on failure)."""
+def _prepare_output(output_root: Path, protect: Sequence[Path] = ()) -> tuple[Path, list[Path]]:
+    """Create the output folder; return it and the folders this call created (removed again on failure, if empty).
+
+    ``protect``: the input's image folders; the output folder must not resolve into one of them.
+
+    Raises:
+        CaseError: the folder is not writable, or it resolves into an input folder (e.g. ``images/synthetic-ct`` a
+            symlink to ``images/mri``), where writing would overwrite the input.
+    """
     out_dir = output_root / OUTPUT_DIR
+    for folder in protect:
+        if _inside(out_dir, folder):
+            raise CaseError(out_dir, f"output folder resolves to {out_dir.resolve()}, inside the input folder "
+                            f"{folder}: writing there would overwrite the input; nothing written")
     created = []
     for folder in reversed([out_dir, *out_dir.parents]):
         if not folder.exists():
             created.append(folder)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".synthct-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(prefix=".synthct-write-test.", dir=out_dir)  # unique: runs may share a root
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         _remove_created(created)
         raise CaseError(out_dir, f"output folder is not writable ({exc.strerror or exc})") from None
     return out_dir, created
 
 
+def _inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` (resolved; it need not exist) is ``root`` or lies under it (resolved)."""
+    resolved, base = path.resolve(), root.resolve()
+    return resolved == base or base in resolved.parents
+
+
 def _remove_created(created: list[Path]) -> None:
+    """Remove the folders this run created, deepest first, only while empty: another run sharing the output root
+    may have written into them."""
     for folder in reversed(created):
-        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            folder.rmdir()
+        except OSError:
+            return  # not empty (someone else's result) or already gone: keep it and its parents
 
 
 def load_predictor(route: Route, task: str) -> SyntheticCTPredictor:
@@ -100,8 +123,13 @@ def synthesise(predictor: SyntheticCTPredictor, case: Case, out_path: Path, budg
         raise CaseError(out_path, f"cannot write output ({exc})") from None
 
 
+#: The signals that stop a case cleanly: the platform's time-out (SIGTERM), Ctrl-C, a closed terminal (SIGHUP).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
 class Interrupted(SystemExit):
-    """SIGTERM/SIGINT during a case: exits with the shell's code 128 + signal (143 / 130) after the clean-up."""
+    """SIGTERM/SIGINT/SIGHUP during a case: exits with the shell's code 128 + signal (143 / 130 / 129) after the
+    clean-up."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(128 + signum)
@@ -110,10 +138,12 @@ class Interrupted(SystemExit):
 
 @contextlib.contextmanager
 def _signals_raise() -> Iterator[None]:
-    """Turn SIGTERM (the platform's time-out) and SIGINT into :class:`Interrupted` while a case runs.
+    """Turn SIGTERM (the platform's time-out), SIGINT and SIGHUP into :class:`Interrupted` while a case runs.
 
     Installed per call, only in the main thread (where Python delivers signals), and restored afterwards; Python runs
     the handler between bytecodes, so a signal arriving inside one long native call acts once that call returns.
+    After a first signal the process is on its way out with 128 + that signal: further ones are ignored until it has
+    exited (restoring the default handlers would let a second SIGTERM kill it with the signal's own status).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -126,12 +156,12 @@ def _signals_raise() -> Iterator[None]:
             fired.append(signum)
             raise Interrupted(signum)
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
         for sig, old in previous.items():
-            signal.signal(sig, old)
+            signal.signal(sig, signal.SIG_IGN if fired else old)
 
 
 def run_case(input_root: Path, output_root: Path, models_json: Path, device: str = "auto", *,
@@ -142,8 +172,8 @@ def run_case(input_root: Path, output_root: Path, models_json: Path, device: str
     ``resources/``). ``time_budget``: seconds for the whole case counted from ``started`` (default: the process's
     start); None falls back to models.json's ``time_budget``, then $SYNTHCT_TIME_BUDGET; 0 = no budget.
 
-    SIGTERM/SIGINT while it runs remove what it created (as any failure does) and raise :class:`Interrupted`
-    (a ``SystemExit`` with code 143/130).
+    SIGTERM/SIGINT/SIGHUP while it runs remove what it wrote (as any failure does) and raise :class:`Interrupted`
+    (a ``SystemExit`` with code 143/130/129).
 
     Raises:
         CaseError: bad input, no model, non-finite prediction, unwritable output (one line: file and problem).
@@ -168,7 +198,7 @@ def _run_case(input_root: Path, output_root: Path, models_json: Path, device: st
     except ValueError as exc:
         raise CaseError(models_json, str(exc)) from None
     budget = None if seconds is None else TimeBudget(seconds, process_start() if started is None else started)
-    out_dir, created = _prepare_output(output_root)
+    out_dir, created = _prepare_output(output_root, (case.image_path.parent, input_root / MASK_DIR))
     path = None
     try:
         path = synthesise(load_predictor(route, case.task), case, out_dir / case.output_name, budget)
@@ -230,8 +260,11 @@ def main(argv: Sequence[str] | None = None, app_root: Path | None = None) -> int
         LOG.info("models: %s (%s; model paths relative to %s)", found.models_json, found.source, found.root)
         if args.check_models:
             task = settings().task
-            for line in model_root.check_models(found, [task] if task else model_root.routed_tasks(found.models_json)):
+            tasks = [task] if task else model_root.routed_tasks(found.models_json)
+            for line in model_root.check_models(found, tasks):
                 LOG.info("loads: %s", line)
+            for warning in filter(None, (model_root.demo_warning(found, t) for t in tasks)):
+                LOG.warning("%s", warning)
             return 0
         run_case(args.input, args.output, found.models_json, str(device), root=found.root,
                  time_budget=args.time_budget, started=started)

@@ -9,6 +9,9 @@ discovery of the cases (:mod:`synthct.challenge.batch_inputs`) and the bookkeepi
 - Resumable: ``OUT/<id>.mha`` is written to a temporary file and renamed, so an existing ``<id>.mha`` is complete and
   is skipped; temporaries left by an interrupted run are removed.
 - A bad case is logged by id and the others continue; the run returns 1 when any case failed.
+- Ctrl-C (``KeyboardInterrupt``) in a single-process run keeps the finished cases and still writes
+  ``predict_summary.json``, with ``"interrupted": true`` and the ids not reached under ``"not_reached"``; the same
+  command resumes.
 - Under ``torchrun`` the sorted cases are dealt round-robin over the ranks (``cases[rank::world]``, one GPU per rank:
   ``cuda:LOCAL_RANK``); each rank writes only its own outputs, rank 0 gathers the results (gloo) and writes
   ``OUT/predict_summary.json``.
@@ -78,6 +81,8 @@ class BatchSummary:
     """All results (every rank's), and the counts per status."""
 
     results: list[CaseResult] = field(default_factory=list)
+    interrupted: bool = False
+    not_reached: list[str] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -178,13 +183,16 @@ def _progress(items: list[BatchCase], enabled: bool, rank: int, world: int) -> A
 
 
 def predict_rank(cases: Sequence[BatchCase], config: BatchConfig, rank: int = 0, world: int = 1,
-                 device: str | None = None) -> list[CaseResult]:
-    """Predict this rank's share of ``cases`` into ``config.out_dir``; returns one result per case of the share."""
+                 device: str | None = None, results: list[CaseResult] | None = None) -> list[CaseResult]:
+    """Predict this rank's share of ``cases`` into ``config.out_dir``; returns one result per case of the share.
+
+    ``results``: a list the results are appended to as they come (what is in it survives an interrupt).
+    """
     mine = shard(cases, rank, world)
     out_dir = config.out_dir
     remove_stale_temporaries(out_dir, [c.case_id for c in mine])
     predictors = _Predictors(config, device or config.device)
-    results = []
+    results = [] if results is None else results
     for case in _progress(mine, config.progress, rank, world):
         target = out_dir / f"{case.case_id}.mha"
         if target.is_file() and not config.overwrite:
@@ -196,7 +204,8 @@ def predict_rank(cases: Sequence[BatchCase], config: BatchConfig, rank: int = 0,
 
 def write_summary(out_dir: Path, summary: BatchSummary, world: int) -> Path:
     """``predict_summary.json`` (counts, per-case status/error/seconds), written via a temporary file + rename."""
-    payload = {"counts": summary.counts, "world_size": world,
+    payload = {"counts": summary.counts, "world_size": world, "interrupted": summary.interrupted,
+               "not_reached": sorted(summary.not_reached),
                "cases": {r.case_id: {k: v for k, v in dataclasses.asdict(r).items() if k != "case_id"}
                          for r in sorted(summary.results, key=lambda r: r.case_id)}}
     path = out_dir / SUMMARY_NAME
@@ -212,6 +221,22 @@ def _gather(results: list[CaseResult], world: int) -> list[CaseResult]:
     gathered: list[Any] = [None] * world
     dist.all_gather_object(gathered, [dataclasses.asdict(r) for r in results])
     return [CaseResult(**row) for part in gathered for row in part]
+
+
+def _predict_single(cases: Sequence[BatchCase], config: BatchConfig, device: str) -> BatchSummary:
+    """One process: on Ctrl-C write the summary of what finished (``interrupted``) and re-raise."""
+    results: list[CaseResult] = []
+    try:
+        predict_rank(cases, config, 0, 1, device, results=results)
+    except KeyboardInterrupt:
+        finished = {r.case_id for r in results}
+        summary = BatchSummary(results, interrupted=True,
+                               not_reached=[c.case_id for c in cases if c.case_id not in finished])
+        path = write_summary(config.out_dir, summary, 1)
+        LOG.warning("interrupted: %d done, %d skipped, %d failed, %d not reached; summary in %s (run the same "
+                    "command again to resume)", *summary.counts.values(), len(summary.not_reached), path)
+        raise
+    return BatchSummary(results)
 
 
 def predict_batch(cases: Sequence[BatchCase], config: BatchConfig) -> BatchSummary:
@@ -232,7 +257,7 @@ def predict_batch(cases: Sequence[BatchCase], config: BatchConfig) -> BatchSumma
     rank = 0 if env is None else env.rank
     device = rank_device(config.device, env)
     if world == 1:
-        summary = BatchSummary(predict_rank(cases, config, 0, 1, device))
+        summary = _predict_single(cases, config, device)
     else:
         import torch.distributed as dist
 

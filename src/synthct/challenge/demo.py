@@ -23,8 +23,10 @@ from synthct.challenge.algorithm import run_case
 from synthct.challenge.contract import MASK_DIR, REGION_FILE
 from synthct.challenge.errors import CaseError
 from synthct.challenge.routing import resolve_route
+from synthct.challenge.routing_edit import is_demo
 from synthct.contracts import synthrad
 from synthct.io.image import read_image
+from synthct.network.manifest import read_manifest
 
 LOG = logging.getLogger(__name__)
 SAMPLE_UUID = "00000000-0000-4000-8000-000000000001"
@@ -57,6 +59,17 @@ class DemoResult:
     mae: float
     psnr: float
     ms_ssim: float
+    model_dir: Path | None = None
+    demo_model: bool = False
+
+    @property
+    def model_label(self) -> str:
+        """Which model ran: its folder and whether it is the bundled demo, a random-weight or a user's model."""
+        if self.random_weights:
+            return "RANDOM-WEIGHT demo model (pipeline check, not a real sCT)"
+        kind = ("a DEMO model by its synthct.json" if self.demo_model
+                else "routed in resources/models.json, NOT a demo model: the README's demo scores do not apply")
+        return f"{self.model_dir} ({kind})"
 
 
 def _read_slab(path: Path, slices: tuple[int, int] | None) -> sitk.Image:
@@ -104,8 +117,9 @@ def run_demo(repo_root: Path, out: Path, device: str = "auto", task: str = "mri"
     sample = repo_root / "samples" / case.sample
     input_root = make_gc_input(sample, out / "input", task, case.region, case.slices)
     models = repo_root / "resources" / "models.json"
+    model_dir: Path | None = None
     try:
-        resolve_route(models, task, synthrad.region_names()[case.region])
+        model_dir = resolve_route(models, task, synthrad.region_names()[case.region]).model_dir
         random_weights = False
     except CaseError as exc:
         LOG.warning("no trained weights bundled (%s)", exc)
@@ -117,10 +131,11 @@ def run_demo(repo_root: Path, out: Path, device: str = "auto", task: str = "mri"
     if output_root.exists():
         shutil.rmtree(output_root)
     path = run_case(input_root, output_root, models, device)
-    return _summarise(path, sample, out, random_weights, case)
+    return _summarise(path, sample, out, random_weights, case, model_dir)
 
 
-def _summarise(sct_path: Path, sample: Path, out: Path, random_weights: bool, case: DemoCase) -> DemoResult:
+def _summarise(sct_path: Path, sample: Path, out: Path, random_weights: bool, case: DemoCase,
+               model_dir: Path | None) -> DemoResult:
     """Score the sCT against the sample's real CT inside the body mask and write ``out/preview.png``."""
     from synthct.metrics import image_metrics
     from synthct.metrics.report import save_montage
@@ -129,10 +144,12 @@ def _summarise(sct_path: Path, sample: Path, out: Path, random_weights: bool, ca
     ct, mask, image = (sitk.GetArrayFromImage(_read_slab(sample / name, case.slices))
                        for name in ("ct.mha", "mask.mha", case.image))
     scores = image_metrics(ct, sct, mask=mask > 0)
-    label = "RANDOM WEIGHTS (pipeline check)" if random_weights else "bundled weights"
+    demo_model = model_dir is not None and is_demo(read_manifest(model_dir).description)
+    label = ("RANDOM WEIGHTS (pipeline check)" if random_weights
+             else "bundled demo weights" if demo_model else f"model {model_dir.name if model_dir else '?'}")
     title = (f"synthct demo, {case.sample} sample, {label}: MAE {scores['mae']:.1f} HU, PSNR {scores['psnr']:.2f} dB, "
              f"MS-SSIM {scores['ms_ssim']:.3f}")
     preview = save_montage(out / "preview.png", ct=ct, sct=sct, spacing_zyx=geometry.spacing_zyx, mask=mask,
                            input_image=image, title=title)
     return DemoResult(sct_path, preview, random_weights, float(sct.min()), float(sct.max()), scores["mae"],
-                      scores["psnr"], scores["ms_ssim"])
+                      scores["psnr"], scores["ms_ssim"], model_dir, demo_model)

@@ -17,9 +17,16 @@ from synthct.challenge.contract import MASK_DIR, REGION_FILE
 from synthct.challenge.errors import CaseError
 from synthct.contracts import synthrad
 from synthct.contracts.synthrad import IMAGE_SUFFIXES
-from synthct.io.image import Geometry, read_image
+from synthct.inference.grid import MAX_GRID_VOXELS
+from synthct.io.image import Geometry, printable_path, read_image
 
 LOG = logging.getLogger(__name__)
+#: region.json holds one short JSON string ("Head and Neck"); anything longer is refused before it is parsed.
+MAX_REGION_BYTES = 4096
+#: Input voxels accepted, checked from the header before reading (the working-grid bound of synthct.inference.grid).
+MAX_INPUT_VOXELS = MAX_GRID_VOXELS
+#: Largest deviation of the direction matrix D from a rotation (|D·Dᵀ − I|, per element) that is accepted.
+DIRECTION_TOLERANCE = 1e-3
 
 
 @dataclass
@@ -66,23 +73,39 @@ def detect_task(input_root: Path) -> tuple[str, Path]:
 
 
 def read_region(input_root: Path) -> str:
-    """The region code (``synthrad.REGIONS``) from region.json, which holds one JSON string such as "Head and Neck"."""
+    """The region code (``synthrad.REGIONS``) from region.json, which holds one JSON string such as "Head and Neck"
+    (or ``{"region": "Head and Neck"}``)."""
     path = input_root / REGION_FILE
-    if not path.is_file():
-        raise CaseError(path, "file not found")
-    try:
-        value = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CaseError(path, f"not valid JSON ({exc})") from None
-    if isinstance(value, dict) and len(value) == 1:  # tolerate {"region": "..."}
-        value = next(iter(value.values()))
+    value = _region_json(path)
+    if isinstance(value, dict) and list(value) == ["region"]:  # tolerate {"region": "..."}
+        value = value["region"]
     if not isinstance(value, str):
         raise CaseError(path, f"expected one JSON string such as \"Head and Neck\" (or {{\"region\": \"...\"}}), "
                         f"got a JSON {_json_type(value)}: {_short(json.dumps(value))}")
     codes = synthrad.region_names()
     if value not in codes:
-        raise CaseError(path, f"unknown region {value!r}; expected one of {list(codes)}")
+        raise CaseError(path, f"unknown region {_short(repr(value))}; expected one of {list(codes)}")
     return codes[value]
+
+
+def _region_json(path: Path) -> object:
+    """The parsed JSON of region.json: a regular, readable file of at most MAX_REGION_BYTES (CaseError otherwise)."""
+    if not path.exists():
+        raise CaseError(path, "file not found")
+    if not path.is_file():
+        raise CaseError(path, "not a regular file (a device, folder or link to one); expected a small JSON file")
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_REGION_BYTES + 1)
+    except OSError as exc:
+        raise CaseError(path, f"cannot read the file ({exc.strerror or exc})") from None
+    if len(data) > MAX_REGION_BYTES:
+        raise CaseError(path, f"more than {MAX_REGION_BYTES} bytes; expected one short JSON string such as "
+                        "\"Head and Neck\"")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, int digits, deep nesting
+        raise CaseError(path, f"not valid JSON ({_short(str(exc) or type(exc).__name__)})") from None
 
 
 def _json_type(value: object) -> str:
@@ -96,10 +119,25 @@ def _short(text: str, limit: int = 60) -> str:
 
 def _read(path: Path) -> tuple[np.ndarray, Geometry]:
     try:
-        array, geometry, _ = read_image(path)
+        array, geometry, _ = read_image(path, max_voxels=MAX_INPUT_VOXELS)
     except (ValueError, FileNotFoundError) as exc:
-        raise CaseError(path, str(exc).removeprefix(f"{path}: ")) from None
+        text = str(exc)
+        for prefix in (f"{printable_path(path)}: ", f"{path}: "):
+            text = text.removeprefix(prefix)
+        raise CaseError(path, text) from None
+    _check_direction(path, geometry)
     return array, geometry
+
+
+def _check_direction(path: Path, geometry: Geometry) -> None:
+    """The direction matrix must be a rotation (orthonormal axes): a sheared grid is no scanner's and would be copied
+    onto the output."""
+    direction = np.asarray(geometry.direction, dtype=np.float64).reshape(3, 3)
+    error = float(np.abs(direction @ direction.T - np.eye(3)).max())
+    if error > DIRECTION_TOLERANCE:
+        rows = "; ".join(" ".join(f"{v:.4g}" for v in row) for row in direction)
+        raise CaseError(path, f"direction matrix [{rows}] is not a rotation (axes not orthonormal, deviation "
+                        f"{error:.3g}); a sheared or scaled grid is not supported")
 
 
 def _check_image(path: Path, image: np.ndarray) -> None:

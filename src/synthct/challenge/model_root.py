@@ -111,3 +111,28 @@ def check_models(found: ModelRoot, tasks: list[str], device: str = "cpu") -> lis
             raise CaseError(model_dir, f"model is for task {manifest.task!r}, routed for {', '.join(uses)}")
         lines.append(f"{model_dir}: {len(networks)} fold(s), for {', '.join(uses)}")
     return lines
+
+
+def demo_routes(found: ModelRoot, task: str) -> dict[str, list[str]]:
+    """Model folder → the regions of ``task`` (``task/region``) it serves, for every DEMO or random-weight model.
+
+    A model is a demo when its synthct.json description says so first (:func:`routing_edit.is_demo`).
+    """
+    from synthct.challenge.routing_edit import is_demo
+    from synthct.network.manifest import read_manifest
+
+    demos: dict[str, list[str]] = {}
+    for region in synthrad.region_codes():
+        route = resolve_route(found.models_json, task, region, "cpu", root=found.root)
+        if is_demo(read_manifest(route.model_dir).description):
+            demos.setdefault(str(route.model_dir), []).append(f"{task}/{region}")
+    return demos
+
+
+def demo_warning(found: ModelRoot, task: str) -> str:
+    """One line naming every region of ``task`` served by a demo model ("" when there is none)."""
+    demos = demo_routes(found, task)
+    if not demos:
+        return ""
+    served = "; ".join(f"{', '.join(uses)} ({folder})" for folder, uses in demos.items())
+    return f"DEMO models serve {served}: not SynthRAD2025 models; route trained ones (synthct route) before uploading"

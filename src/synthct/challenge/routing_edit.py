@@ -19,11 +19,15 @@ from typing import Any
 from synthct.challenge.errors import CaseError
 from synthct.challenge.routing import ROUTING_VERSION, entry_options, resolve_route
 from synthct.contracts import synthrad
-from synthct.network.manifest import read_manifest
+from synthct.network.manifest import ModelManifest, read_manifest
 
 LOG = logging.getLogger(__name__)
-#: Settings copied from an existing entry when a region is re-routed (the note is not: it described the old model).
+#: Settings kept from an existing entry when a region is re-routed to the same model (the note is not kept).
 KEPT_SETTINGS: tuple[str, ...] = ("step", "blend", "tta", "tile_batch")
+#: The paper's inference settings: what a newly routed model gets unless its synthct.json says otherwise.
+PAPER_SETTINGS: dict[str, Any] = {"step": 0.3, "blend": "mean", "tta": False}
+#: What an entry without the key means (as :func:`synthct.challenge.routing.entry_options` reads it).
+_DEFAULTS: dict[str, Any] = {**PAPER_SETTINGS, "tile_batch": 0, "folds": "all"}
 
 
 @dataclass(frozen=True)
@@ -61,8 +65,8 @@ def is_demo(description: str) -> bool:
     return description.lstrip().upper().startswith(("DEMO", "RANDOM"))
 
 
-def _validate_model(model_dir: Path, task: str, region: str, folds: list[Any] | None, force: bool) -> str:
-    """Load the model as inference will; returns its description. Raises ValueError naming the problem."""
+def _validate_model(model_dir: Path, task: str, region: str, folds: list[Any] | None, force: bool) -> ModelManifest:
+    """Load the model as inference will; returns its manifest. Raises ValueError naming the problem."""
     from synthct.network.checkpoint import load_model_folder  # heavy: torch
 
     manifest = read_manifest(model_dir)
@@ -72,7 +76,25 @@ def _validate_model(model_dir: Path, task: str, region: str, folds: list[Any] | 
         raise ValueError(f"{model_dir} was trained for region(s) {list(manifest.regions)}, not {region!r} "
                          "(--force routes it anyway)")
     load_model_folder(model_dir, folds)
-    return manifest.description
+    return manifest
+
+
+def model_settings(manifest: ModelManifest) -> tuple[dict[str, Any], str]:
+    """The inference settings a newly routed model gets, and where they come from.
+
+    A model folder may carry its own under ``extra.inference`` of its synthct.json (keys of :data:`KEPT_SETTINGS`);
+    the rest are the paper's (:data:`PAPER_SETTINGS`).
+    """
+    own = manifest.extra.get("inference")
+    own = {k: v for k, v in own.items() if k in KEPT_SETTINGS} if isinstance(own, dict) else {}
+    source = "the model's synthct.json" if own else "the paper's defaults"
+    return {**PAPER_SETTINGS, **own}, source
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``key old → new`` for every inference setting that differs (missing keys read as the paper's defaults)."""
+    pairs = {k: (old.get(k, d), new.get(k, d)) for k, d in _DEFAULTS.items()}
+    return [f"{k} {a!r} → {b!r}" for k, (a, b) in pairs.items() if a != b]
 
 
 def _relative(model_dir: Path, root: Path, task: str) -> str:
@@ -121,10 +143,15 @@ def set_route(models_json: Path, task: str, region: str, model_dir: Path, *, fol
     if not model_dir.is_dir():
         raise FileNotFoundError(f"model folder {model_dir} does not exist")
     data = _read(models_json)
-    description = _validate_model(model_dir, task, region, folds, force)
+    manifest = _validate_model(model_dir, task, region, folds, force)
     old = data.setdefault("models", {}).setdefault(task, {}).get(region, {})
     entry: dict[str, Any] = {"model": _relative(model_dir, app_root(models_json), task)}
-    entry.update({k: old[k] for k in KEPT_SETTINGS if k in old})
+    if _same_model(old, model_dir, models_json):
+        entry.update({k: old[k] for k in KEPT_SETTINGS if k in old})
+        source = "the existing entry (same model)"
+    else:  # a new model never inherits the old one's blending, step or TTA
+        own, source = model_settings(manifest)
+        entry.update(own)
     entry.update(settings or {})
     if folds is not None:
         entry["folds"] = folds
@@ -137,8 +164,19 @@ def set_route(models_json: Path, task: str, region: str, model_dir: Path, *, fol
     data["models"][task][region] = entry
     _check_resolves(models_json, data)
     backup = _write_atomic(models_json, data)
-    LOG.info("%s/%s → %s%s", task, region, entry["model"], " (DEMO model)" if is_demo(description) else "")
+    LOG.info("%s/%s → %s%s", task, region, entry["model"], " (DEMO model)" if is_demo(manifest.description) else "")
+    changed = _changes(old, entry) if old else []
+    if changed:
+        LOG.info("%s/%s inference settings changed: %s (from %s%s)", task, region, ", ".join(changed), source,
+                 " and the command line" if settings else "")
     return backup
+
+
+def _same_model(old: dict[str, Any], model_dir: Path, models_json: Path) -> bool:
+    """Whether the existing entry ``old`` already routes to ``model_dir`` (resolved against the app root)."""
+    if "model" not in old:
+        return False
+    return (app_root(models_json) / str(old["model"])).resolve() == model_dir.resolve()
 
 
 def _check_resolves(models_json: Path, data: dict[str, Any]) -> None:

@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "write channel 0 = MR/CBCT, channel 1 = CT clipped to [-1024, 3071] HU "
                                    "(unnormalised), label = body mask. Skipped cases are reported by id.")
     p.add_argument("root", metavar="SYNTHRAD_ROOT", help="download root holding Task1/ and Task2/ (or a Task folder)")
-    p.add_argument("out", metavar="OUT", help="nnU-Net raw folder to write the datasets into (nnUNet_raw)")
+    p.add_argument("out", metavar="OUT", nargs="?", default=None,
+                   help="nnU-Net raw folder to write the datasets into (default: $nnUNet_raw)")
     p.add_argument("--task", type=int, choices=[t.number for t in synthrad.TASKS], required=True,
                    help=", ".join(f"{t.number}: {t.modality} → CT" for t in synthrad.TASKS))
     p.add_argument("--region", choices=(*synthrad.region_codes(), synthrad.ALL_REGIONS), default=None,
@@ -27,10 +28,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
+def output_folder(out: str | None) -> str:
+    """OUT, else $nnUNet_raw; a missing or empty one is an error that names the variable."""
+    from synthct.paths import RAW, resolve_nnunet_paths
+
+    if out == "":
+        raise ValueError(f"OUT is an empty string: is the variable in the command (e.g. \"${RAW}\") unset? "
+                         f"export {RAW}=/path/to/nnUNet_raw")
+    if out is None:
+        raw = resolve_nnunet_paths().raw
+        if raw is None:
+            raise ValueError(f"no OUT given and ${RAW} is unset: give OUT or export {RAW}=/path/to/nnUNet_raw")
+        return str(raw)
+    return out
+
+
 def _run(args: argparse.Namespace) -> int:
     from synthct.preprocessing.dataset_conversion import convert_synthrad
 
-    reports = convert_synthrad(args.root, args.out, args.task, args.region, args.exclude, args.id_base,
+    reports = convert_synthrad(args.root, output_folder(args.out), args.task, args.region, args.exclude, args.id_base,
                                args.workers, args.force)
     for report in reports:
         print(f"{report.dataset_dir}: {len(report.converted)} converted, {len(report.excluded)} excluded, "

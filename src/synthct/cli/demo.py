@@ -39,10 +39,9 @@ def _run(args: argparse.Namespace) -> int:
         require_pyradplan()  # fail before the sCT is made when the dose extra is missing
     repo = Path(args.repo).resolve() if args.repo else _find_repo(Path.cwd().resolve())
     result = run_demo(repo, Path(args.out).resolve(), args.device, args.task)
-    kind = "RANDOM-WEIGHT demo model (pipeline check, not a real sCT)" if result.random_weights else "bundled weights"
     print(f"sCT written: {result.output}")
     print(f"preview:     {result.preview}")
-    print(f"model: {kind}")
+    print(f"model: {result.model_label}")
     print(f"HU range [{result.hu_min:.0f}, {result.hu_max:.0f}]; against the sample's real CT inside the body mask: "
           f"MAE {result.mae:.1f} HU, PSNR {result.psnr:.2f} dB, MS-SSIM {result.ms_ssim:.4f}")
     if args.dose:

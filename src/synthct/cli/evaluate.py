@@ -53,6 +53,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="HD95 of a class missing from the sCT segmentation: left out of the mean (default; the official "
         "SynthRAD2025 / MONAI 1.6.1 policy) or the image diagonal (opt-in, not the leaderboard's)",
     )
+    parser.add_argument("--skip-missing", action="store_true", help="score only the cases that have a prediction "
+                        "(e.g. when predict skipped broken cases); the skipped ids are listed in metrics.json "
+                        "(skipped_cases) and the report")
     parser.add_argument("--dose", action="store_true", help="also photon and proton dose (synthct dose's default "
                         "plans per region; needs the dose extra, docs/dose.md): dose columns in metrics.json and "
                         "index.html, each case's dose output under OUT/dose/")
@@ -81,7 +84,7 @@ def _dose_columns(args: argparse.Namespace) -> tuple[dict[str, dict[str, float]]
                         structure_names=args.dose_structure_names)
     job = FolderJob(pred_dir=args.pred, gt_dir=args.gt, masks_dir=args.masks, out_dir=work, template=template,
                     settings_for=lambda region: tuple(default_settings(m, region) for m in MODALITIES),
-                    structures_dir=args.dose_structures, workers=args.dose_workers)
+                    structures_dir=args.dose_structures, workers=args.dose_workers, skip_missing=args.skip_missing)
     summary = run_folder(job)
     columns = {f"{m}_{k}" for m in MODALITIES for k in SUMMARY_METRICS}
     out = {row["case"]: {c: float(row.get(c, float("nan"))) for c in sorted(columns)} for row in summary["cases"]}
@@ -99,16 +102,45 @@ def _dose_columns(args: argparse.Namespace) -> tuple[dict[str, dict[str, float]]
     return out, notes, work
 
 
+def _check_out(out: Path) -> None:
+    """--out is replaced as a whole: refuse a non-empty folder that is not an earlier evaluation (no metrics.json)."""
+    if out.is_dir() and any(out.iterdir()) and not (out / "metrics.json").is_file():
+        raise FileExistsError(f"--out {out} is a non-empty folder without metrics.json (not an earlier evaluation): "
+                              "evaluate replaces its --out, choose a new or empty folder")
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} exists and is not a folder")
+
+
 def _run(args: argparse.Namespace) -> int:
     import shutil
 
+    from synthct.io.staging import staged_folder
+
+    _check_out(args.out)
+    # the dose work folder sits beside --out and survives a failed run (its finished cases are reused)
+    dose_columns, dose_notes, dose_work = _dose_columns(args) if args.dose else ({}, (), None)
+    # built in a hidden sibling and renamed into place: an interrupted or failed run leaves the old --out (or none),
+    # and a rerun leaves no stale QA images of the previous one
+    with staged_folder(args.out, overwrite=True, what="evaluation folder") as stage:
+        result = _evaluate(args, stage, dose_columns, dose_notes)
+        if dose_work is not None:
+            shutil.move(str(dose_work), str(stage / "dose"))
+    for metric, stats in result.aggregates.items():
+        LOG.info("%-9s mean %.4f  std %.4f  (n=%d)", metric, stats["mean"], stats["std"], stats["count"])
+    if result.skipped:
+        LOG.warning("skipped (no prediction): %s", ", ".join(result.skipped))
+    LOG.info("results in %s", args.out)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace, out_dir: Path, dose_columns: dict[str, dict[str, float]],
+              dose_notes: tuple[str, ...]) -> Any:
     from synthct.metrics.evaluate import EvaluationConfig, evaluate_folder
 
-    dose_columns, dose_notes, dose_work = _dose_columns(args) if args.dose else ({}, (), None)
     config = EvaluationConfig(
         pred_dir=args.pred,
         gt_dir=args.gt,
-        out_dir=args.out,
+        out_dir=out_dir,
         masks_dir=args.masks,
         inputs_dir=args.inputs,
         gt_seg_dir=args.gt_seg,
@@ -118,14 +150,8 @@ def _run(args: argparse.Namespace) -> int:
         missing_hd95=args.missing_hd95,
         report=not args.no_report,
         progress=not args.no_progress,
+        skip_missing=args.skip_missing,
         extra_columns=dose_columns,
         extra_notes=dose_notes,
     )
-    result = evaluate_folder(config)
-    if dose_work is not None:
-        shutil.rmtree(config.out_dir / "dose", ignore_errors=True)
-        shutil.move(str(dose_work), str(config.out_dir / "dose"))
-    for metric, stats in result.aggregates.items():
-        LOG.info("%-9s mean %.4f  std %.4f  (n=%d)", metric, stats["mean"], stats["std"], stats["count"])
-    LOG.info("results in %s", config.out_dir)
-    return 0
+    return evaluate_folder(config)

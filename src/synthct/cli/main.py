@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -18,6 +19,8 @@ SUBCOMMANDS: tuple[str, ...] = ("demo", "predict", "export", "route", "evaluate"
                                   "preprocess", "train", "finetune", "extractor")
 
 LOG = logging.getLogger("synthct")
+#: Exit status after Ctrl-C: the shell's 128 + SIGINT, as process.py.
+INTERRUPTED_EXIT = 128 + signal.SIGINT
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
         LOG.error("%s", exc)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: one line and the shell's 128 + SIGINT, as process.py
+        LOG.error("synthct %s: stopped by SIGINT (exit %d)", args.command, INTERRUPTED_EXIT)
+        return INTERRUPTED_EXIT
 
 
 if __name__ == "__main__":

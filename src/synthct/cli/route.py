@@ -15,7 +15,9 @@ def add_routing_arguments(p: argparse.ArgumentParser) -> None:
     """``--models`` and the inference settings of a routed entry (shared with ``synthct export --route``)."""
     p.add_argument("--models", type=Path, default=MODELS_JSON,
                    help=f"routing file (default {MODELS_JSON} in the current folder: run from the repository root)")
-    p.add_argument("--step", type=float, default=None, help="tile step (default: keep the entry's, else 0.3)")
+    p.add_argument("--step", type=float, default=None,
+                   help="tile step (default: the entry's when re-routing the same model; for a new model its "
+                   "synthct.json's extra.inference, else the paper's 0.3, mean blending, no TTA)")
     p.add_argument("--blend", choices=("mean", "gaussian"), default=None)
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="mirroring TTA")
     p.add_argument("--note", default="", help="free text stored with the entry")

@@ -82,7 +82,8 @@ def zscore_in_mask(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         mean, std = float(inside.mean()), float(inside.std())
         z = (values - mean) / max(std, _STD_FLOOR)
     if np.isfinite(mean) and np.isfinite(std) and np.all(np.isfinite(z)):
-        return z.astype(np.float32)
+        with np.errstate(over="ignore"):  # |z| beyond float32 becomes ±inf; the predictor bounds it
+            return z.astype(np.float32)
     scale = float(np.abs(values).max())
     if not np.isfinite(scale):
         raise ValueError(f"image has NaN or infinite values; cannot z-score (max |value| = {scale})")

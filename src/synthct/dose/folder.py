@@ -24,7 +24,7 @@ from typing import Any
 
 from synthct.dose.case import DoseCase, run_case, stem_of
 from synthct.dose.settings import MODALITIES
-from synthct.metrics.cases import pair_cases
+from synthct.metrics.cases import pair_cases_skipping
 
 LOG = logging.getLogger(__name__)
 
@@ -49,13 +49,17 @@ class FolderJob:
     world_size: int = 1
     overwrite: bool = False
     plan_cache: Path | None = None
+    skip_missing: bool = False
 
 
 def cases_of(job: FolderJob) -> list[DoseCase]:
     """One :class:`DoseCase` per ground-truth case, sorted by id, this rank's share only."""
     if not 0 <= job.rank < job.world_size:
         raise ValueError(f"rank {job.rank} outside a world of size {job.world_size}")
-    paired = pair_cases(job.pred_dir, job.gt_dir, masks_dir=job.masks_dir, gt_seg_dir=job.structures_dir)
+    paired, skipped = pair_cases_skipping(job.pred_dir, job.gt_dir, masks_dir=job.masks_dir,
+                                          gt_seg_dir=job.structures_dir, skip_missing=job.skip_missing)
+    if skipped:
+        LOG.warning("dose: no prediction for %d case(s), skipped: %s", len(skipped), ", ".join(skipped[:20]))
     out = []
     for files in paired:
         assert files.mask is not None

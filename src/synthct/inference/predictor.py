@@ -73,6 +73,32 @@ class InferenceOptions:
     time_budget: float | None = None
 
 
+#: |z| bound of the normalised input (standard deviations): finite but huge background values (1e31 in float32,
+#: 1e45 cast from float64 to float32 = inf) would overflow the network; real tissue lies within a few tens.
+Z_LIMIT = 1000.0
+
+
+def _bounded(z: np.ndarray) -> np.ndarray:
+    """Clip the normalised input (float32) to ±:data:`Z_LIMIT` in place, counting what was clipped (logged)."""
+    outside = int(np.count_nonzero(~(np.abs(z) <= Z_LIMIT)))
+    if outside:
+        LOG.warning("%d input voxels lie beyond ±%g standard deviations (huge background values?): clipped",
+                    outside, Z_LIMIT)
+        np.clip(z, -Z_LIMIT, Z_LIMIT, out=z)
+    return z
+
+
+def _resample_mask(mask: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """(1, Z, Y, X) float body mask → ``shape`` by nearest interpolation; if that loses the whole body (e.g. one
+    thin slice of a 1 mm volume at a 2.5 mm model), every working voxel the body touches (area interpolation > 0)."""
+    near = _resample(mask, shape, "nearest")
+    if bool(near.any()) or not bool(mask.any()):
+        return near
+    LOG.warning("the body mask (%d voxels) vanishes at the model's spacing with nearest resampling: using every "
+                "working voxel it touches", int(mask.sum()))
+    return (F.interpolate(mask[None], size=tuple(shape), mode="area")[0] > 0).float()
+
+
 def _resample(volume: torch.Tensor, shape: Sequence[int], mode: str) -> torch.Tensor:
     """(C, Z, Y, X) → (C, *shape) by trilinear (align_corners=False) or nearest interpolation."""
     kwargs = {"align_corners": False} if mode == "trilinear" else {}
@@ -161,7 +187,7 @@ class SyntheticCTPredictor:
         shape = working_shape(image.shape, spacing_zyx, target_spacing)  # GridError before any allocation
         timer = _StageTimer()
         body = mask.astype(bool)
-        z = torch.from_numpy(self.manifest.input_normalization.apply(image, body))[None]
+        z = torch.from_numpy(_bounded(self.manifest.input_normalization.apply(image, body)))[None]
         m = torch.from_numpy(body)[None].float()
         timer.lap("normalise")
         resample = not np.allclose(spacing_zyx, target_spacing, rtol=SPACING_RTOL, atol=0)
@@ -169,7 +195,7 @@ class SyntheticCTPredictor:
             LOG.info("resampling %s at %s mm to %s at %s mm", image.shape, tuple(spacing_zyx), tuple(shape),
                      tuple(target_spacing))
             where = self.device if self.options.accel.resample_on_device else torch.device("cpu")
-            z, m = _resample(z.to(where), shape, "trilinear"), _resample(m.to(where), shape, "nearest")
+            z, m = _resample(z.to(where), shape, "trilinear"), _resample_mask(m.to(where), shape)
             timer.lap("resample")
         if budget is not None and budget.fold_names is None:  # a copy: the caller's budget stays as it is
             budget = dataclasses.replace(budget, fold_names=self.fold_names)

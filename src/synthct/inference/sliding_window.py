@@ -25,6 +25,8 @@ No nnunetv2 / dynamic_network_architectures imports here.
 from __future__ import annotations
 
 import logging
+import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -63,7 +65,7 @@ class SlidingWindowSettings:
         skip_outside_mask: skip tiles that do not touch the mask (when a mask is given).
         pad_value: value used to pad images smaller than a tile (normalised input units).
         fill_value: output value where no computed tile covers a voxel (outside the mask only).
-        progress: show a tqdm progress bar over tile batches.
+        progress: tile progress: a tqdm bar on a terminal, periodic INFO lines on a log (:class:`TileProgress`).
     """
 
     tile_size: tuple[int, int, int]
@@ -146,9 +148,7 @@ def _stitch(
     weight = torch.zeros(image.shape[1:], dtype=torch.float32, device=accumulate_on)
     total: torch.Tensor | None = None
     n_tiles = sum(len(b) for b in batches)
-    # disable=None: a bar on terminals only, no carriage-return spam in CI logs
-    bar = tqdm(total=n_tiles, desc="sliding window", unit="tile", disable=None if settings.progress else True,
-               leave=False)
+    bar = TileProgress(n_tiles, settings.progress)  # a bar on terminals, periodic INFO lines in logs
     with bar:
         upcoming = _gather(image, batches[0], device)
         for i, batch in enumerate(batches):
@@ -169,6 +169,50 @@ def _stitch(
     LOG.debug("stitched %d tiles in %d batches of <= %d", n_tiles, len(batches), max(len(b) for b in batches))
     assert total is not None
     return total, weight
+
+
+#: Seconds between the progress lines of :class:`TileProgress` when stderr is not a terminal (logs, CI).
+PROGRESS_LOG_INTERVAL_S = 15.0
+
+
+class TileProgress:
+    """Tile progress: a tqdm bar on a terminal; on a log (stderr not a terminal) an INFO line at most every
+    :data:`PROGRESS_LOG_INTERVAL_S` seconds and one at the end, instead of carriage-return spam.
+
+    Args:
+        total: number of tiles to run.
+        enabled: False shows nothing (e.g. a batch run with its own bar over the cases).
+    """
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total = total
+        self.done = 0
+        on_terminal = bool(getattr(sys.stderr, "isatty", lambda: False)())
+        self.bar = tqdm(total=total, desc="sliding window", unit="tile", disable=not (enabled and on_terminal),
+                        leave=False)
+        self.log_lines = enabled and not on_terminal
+        self.start = self.last = time.monotonic()
+
+    def __enter__(self) -> TileProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+        if self.log_lines and exc[0] is None and self.total:
+            self._log()
+
+    def update(self, n: int) -> None:
+        """``n`` more tiles are done."""
+        self.done += n
+        self.bar.update(n)
+        now = time.monotonic()
+        if self.log_lines and self.done < self.total and now - self.last >= PROGRESS_LOG_INTERVAL_S:
+            self.last = now
+            self._log()
+
+    def _log(self) -> None:
+        LOG.info("sliding window: %d/%d tiles (%.0f %%), %.1f s", self.done, self.total,
+                 100.0 * self.done / self.total, time.monotonic() - self.start)
 
 
 def auto_tile_batch(networks: Sequence[Network], in_channels: int, settings: SlidingWindowSettings,

@@ -74,21 +74,70 @@ def itk_problem(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def read_image(path: PathLike) -> tuple[np.ndarray, Geometry, sitk.Image]:
+def printable_path(path: PathLike, limit: int = 200) -> str:
+    """``path`` for a one-line message: control characters and undecodable bytes escaped, long names shortened."""
+    text = str(path).encode("utf-8", "backslashreplace").decode("utf-8")
+    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return text if len(text) <= limit else text[: limit // 2] + "..." + text[-(limit // 2):]
+
+
+def _check_name(path: Path) -> None:
+    """ITK aborts the process (std::logic_error) on a file name that is not valid UTF-8: refuse it first."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{printable_path(path)}: file name is not valid UTF-8; rename the file") from None
+
+
+def header_voxels(path: PathLike) -> tuple[int, tuple[int, ...]]:
+    """(voxel count, size (x, y, z)) from the file's header only, without reading the voxels.
+
+    Raises:
+        ValueError: a file name that is not UTF-8 or a header ITK cannot read (one line).
+    """
+    path = Path(path)
+    _check_name(path)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: unreadable image ({itk_problem(exc)})") from None
+    size = tuple(reader.GetSize())
+    count = 1
+    for n in (*size, reader.GetNumberOfComponents()):
+        count *= n
+    return count, size
+
+
+def read_image(path: PathLike, max_voxels: int | None = None) -> tuple[np.ndarray, Geometry, sitk.Image]:
     """Read a 3-D scalar image. Returns (array (Z, Y, X) in its stored dtype, geometry, the SimpleITK image).
+
+    ``max_voxels``: refuse, from the header and before any voxel is read or decompressed, an image with more voxels.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: unreadable, truncated or corrupt file, data outside the file (see :mod:`synthct.io.integrity`),
-            not 3-D, or more than one component per voxel; the message is one line.
+        ValueError: unreadable (including no read permission), truncated or corrupt file, data outside the file (see
+            :mod:`synthct.io.integrity`), a file name that is not UTF-8, more than ``max_voxels`` voxels, not 3-D, or
+            more than one component per voxel; the message is one line.
     """
     path = Path(path)
+    _check_name(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
+        raise FileNotFoundError(f"{printable_path(path)}: file not found")
     try:
+        with path.open("rb"):
+            pass
         check_image_file(path)
+        if max_voxels is not None:
+            count, size = header_voxels(path)
+            if count > max_voxels:
+                raise ValueError(f"image too large: size {size} (x, y, z) = {count / 1e6:.0f} M voxels by its "
+                                 f"header, more than the {max_voxels / 1e6:.0f} M accepted; nothing read")
+    except OSError as exc:
+        raise ValueError(f"{printable_path(path)}: cannot read the file ({exc.strerror or exc})") from None
     except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
+        raise ValueError(f"{printable_path(path)}: {str(exc).removeprefix(f'{path}: ')}") from None
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -115,7 +164,7 @@ def write_image_atomic(array: np.ndarray, geometry: Geometry, path: PathLike, co
     if array.shape != expected:
         raise ValueError(f"array shape {array.shape} does not match geometry size (z, y, x) {expected}")
     image = geometry.apply(sitk.GetImageFromArray(array))
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{_short_stem(path)}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
         os.chmod(tmp_name, 0o666 & ~_umask())
@@ -128,6 +177,15 @@ def write_image_atomic(array: np.ndarray, geometry: Geometry, path: PathLike, co
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return path
+
+
+def _short_stem(path: Path, max_name_bytes: int = 255) -> str:
+    """``path``'s stem, shortened so that the temporary ``.<stem>.<8 random>.<suffix>`` fits the 255-byte name limit."""
+    room = max_name_bytes - len(os.fsencode(path.suffix)) - 10
+    stem = path.stem
+    while len(os.fsencode(stem)) > room:
+        stem = stem[:-1]
+    return stem
 
 
 def _umask() -> int:

@@ -17,11 +17,18 @@ Redirecting ITK's messages instead would not do: MetaIO writes ``Uncompress fail
 output window), so catching it means swapping file descriptor 2 process-wide around each read, and NIfTI/NRRD print
 nothing at all for a bad CRC.
 
-Formats or fields the checks do not understand (other encodings, unknown voxel types) are left to ITK unchanged.
+* **The header as MetaIO reads it.** MetaIO skips blank lines, takes ``=`` or ``:`` as the separator and matches
+  keys case-sensitively; the MetaImage header is parsed the same way here, and what cannot be parsed or checked (a
+  line without a separator, a key in another spelling, an unknown or platform-sized ElementType, text voxels,
+  compressed data without ``CompressedDataSize``, a non-integer size, ``ElementNumberOfChannels`` other than 1, a
+  ``HeaderSize`` in a ``.mha`` or beyond a ``.mhd``'s data file) is refused, never passed on to ITK unchecked.
+
+NRRD or NIfTI fields the checks do not understand (other encodings, unknown voxel types) are left to ITK unchanged.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 import zlib
@@ -31,7 +38,7 @@ from typing import BinaryIO
 _CHUNK = 1 << 20  # bytes read / decoded per step
 _MAX_HEADER = 1 << 20  # a text header longer than this is rejected (real ones are < 2 kB)
 
-#: MetaIO element type → bytes (MET_LONG/MET_ULONG are platform-defined in MetaIO: not checked).
+#: MetaIO element type → bytes (MET_LONG/MET_ULONG are platform-defined in MetaIO: refused).
 _MET_SIZES = {"MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
               "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8, "MET_FLOAT": 4, "MET_DOUBLE": 8}
 #: NRRD type names (normalised: lower case, single spaces) → bytes.
@@ -56,34 +63,94 @@ def check_image_file(path: Path) -> None:
         _check_nifti(path, gz=name.endswith(".gz"))
 
 
-def _text_header(path: Path, last_key: str | None) -> tuple[list[tuple[str, str]], int] | None:
-    """``key = value`` (MetaImage) or ``key: value`` (NRRD) fields and the payload offset, or None if not such a file.
+#: The MetaImage keys the checks read, as MetaIO spells them (it matches keys case-sensitively).
+_MET_KEYS = {k.lower(): k for k in ("ObjectType", "NDims", "DimSize", "ElementType", "ElementDataFile",
+                                    "CompressedData", "CompressedDataSize", "HeaderSize", "ElementNumberOfChannels",
+                                    "BinaryData")}
 
-    MetaImage's header ends after ``last_key``'s line, NRRD's at the first empty line.
+
+def _quote(text: str, limit: int = 60) -> str:
+    """``text`` as a short one-line repr for messages (control characters escaped, long values cut)."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[: limit - 4] + "...'"
+
+
+def _metaimage_header(path: Path) -> tuple[dict[str, str], int]:
+    """The ``Key = Value`` fields of a MetaImage header up to ``ElementDataFile`` and the payload offset, parsed as
+    MetaIO parses them (blank lines skipped; ``=`` or ``:`` separates; keys case-sensitive).
+
+    Raises:
+        ValueError: an empty file, a header that ends early or is too long, a line without a separator, or a key
+            in another spelling than MetaIO's.
     """
-    sep = "=" if last_key else ":"
+    fields: dict[str, str] = {}
+    offset = 0
+    with path.open("rb") as f:
+        for number in itertools.count(1):
+            raw = f.readline(_MAX_HEADER)
+            if not raw and offset == 0:
+                raise ValueError("empty file, not a MetaImage")
+            complete = raw.endswith(b"\n")
+            if not complete and len(raw) >= _MAX_HEADER:
+                break
+            offset += len(raw)
+            if offset > _MAX_HEADER:
+                break
+            line = raw.decode("latin-1").strip()
+            if not complete and fields:
+                raise ValueError("truncated data: the file ends inside its header, before an ElementDataFile line")
+            if not line and complete:
+                continue
+            cuts = [i for i in (line.find("="), line.find(":")) if i >= 0]
+            if not cuts or min(cuts) == 0:
+                raise ValueError(f"unreadable image (not a MetaImage header: line {number} {_quote(line)} is not "
+                                 "'Key = Value')")
+            if not complete:
+                raise ValueError("truncated data: the file ends inside its header, before an ElementDataFile line")
+            key, value = line[: min(cuts)].strip(), line[min(cuts) + 1:].strip()
+            spelled = _MET_KEYS.get(key.lower())
+            if spelled is not None and key != spelled:
+                raise ValueError(f"header key {_quote(key)} must be spelled {spelled!r} (MetaIO matches keys "
+                                 "case-sensitively)")
+            fields[key] = value
+            if key == "ElementDataFile":
+                return fields, offset
+    raise ValueError(f"header longer than {_MAX_HEADER} bytes without its end marker")
+
+
+def _met_int(header: dict[str, str], key: str, default: int) -> int:
+    """An integer field of a MetaImage header; ValueError quoting it when it is not a whole number."""
+    text = header.get(key)
+    if text is None:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{key} = {_quote(text)} is not a whole number") from None
+
+
+def _nrrd_header(path: Path) -> tuple[list[tuple[str, str]], int] | None:
+    """``key: value`` fields of a NRRD header and the payload offset (it ends at the first empty line), or None if
+    this is no such header (ITK judges it)."""
     fields: list[tuple[str, str]] = []
     offset = 0
     with path.open("rb") as f:
         while offset < _MAX_HEADER:
             raw = f.readline(_MAX_HEADER)
             if fields and not raw.endswith(b"\n"):
-                end = "an ElementDataFile line" if last_key else "the blank line that ends it"
-                raise ValueError(f"truncated data: the file ends inside its header, before {end}")
+                raise ValueError("truncated data: the file ends inside its header, before the blank line that ends it")
             if not raw:
                 return None  # empty file: ITK reports it
             offset += len(raw)
             line = raw.decode("latin-1").rstrip("\r\n")
-            if not last_key and not line:
+            if not line:
                 return fields, offset
-            if line.startswith("#") or (not last_key and offset == len(raw)):
-                continue  # NRRD comment or magic line
-            key, found, value = line.partition(sep)
+            if line.startswith("#") or offset == len(raw):
+                continue  # comment or magic line
+            key, found, value = line.partition(":")
             if not found or not key.strip():
                 return None
             fields.append((key.strip().lower(), value.strip()))
-            if last_key and key.strip().lower() == last_key:
-                return fields, offset
     raise ValueError(f"header longer than {_MAX_HEADER} bytes without its end marker")
 
 
@@ -98,35 +165,37 @@ def _dims(text: str, what: str) -> list[int]:
 
 
 def _check_metaimage(path: Path) -> None:
-    parsed = _text_header(path, "elementdatafile")
-    if parsed is None:
-        return
-    fields, offset = parsed
-    header = dict(fields)
-    data_file = header["elementdatafile"]
+    header, offset = _metaimage_header(path)
+    data_file = header["ElementDataFile"]
     if path.name.lower().endswith(".mha"):
         if data_file.upper() != "LOCAL":
             raise ValueError(f"ElementDataFile = {data_file} points outside the file; a .mha must hold its data "
                              "(ElementDataFile = LOCAL)")
+        if _met_int(header, "HeaderSize", 0) != 0:
+            raise ValueError(f"HeaderSize = {_quote(header['HeaderSize'])} in a .mha: its data must follow the "
+                             "header (ElementDataFile = LOCAL, no HeaderSize)")
         data_path, start = path, offset
     else:
         data_path = _mhd_data_file(path, data_file)
-        start = int(header.get("headersize", "0") or 0)
-    dims = _dims(header.get("dimsize", ""), "DimSize")
-    size = _MET_SIZES.get(header.get("elementtype", "").upper())
-    if size is None:
-        return
-    channels = int(header.get("elementnumberofchannels", "1") or 1)
-    expected = math.prod(dims) * size * channels
-    what = f"DimSize {' x '.join(map(str, dims))} of {header['elementtype']}"
-    stored = data_path.stat().st_size - start
-    if header.get("compresseddata", "false").lower() == "true":
-        declared = header.get("compresseddatasize")
-        if declared is not None and int(declared) > stored:
+        start = _met_int(header, "HeaderSize", 0)
+    dims = _dims(header.get("DimSize", ""), "DimSize")
+    expected, what = _met_bytes(header, dims)
+    data_size = data_path.stat().st_size
+    if start > data_size or start < -1:
+        raise ValueError(f"HeaderSize = {start} lies outside the data file ({data_size} bytes)")
+    stored = data_size - start
+    if header.get("CompressedData", "false").lower() == "true":
+        if "CompressedDataSize" not in header:
+            raise ValueError("CompressedData = True without CompressedDataSize: ITK cannot decode that reliably; "
+                             "write the image again (e.g. with SimpleITK)")
+        declared = _met_int(header, "CompressedDataSize", 0)
+        if start == -1 or declared < 0:
+            raise ValueError(f"CompressedDataSize = {declared} with HeaderSize = {start} is not readable")
+        if declared > stored:
             raise ValueError(f"truncated data: CompressedDataSize = {declared} bytes, the file holds {stored}")
         with data_path.open("rb") as f:
             f.seek(start)
-            total, complete = _decoded_length(f, stored if declared is None else int(declared), expected, gz=False)
+            total, complete = _decoded_length(f, declared, expected, gz=False)
         _check_decoded(total, complete, expected, what)
         if total > expected:
             raise ValueError(f"{what} needs {expected} bytes, the compressed data decode to more (DimSize smaller "
@@ -134,6 +203,22 @@ def _check_metaimage(path: Path) -> None:
     elif start >= 0 and stored < expected:
         raise ValueError(f"{what} needs {expected} bytes, the file holds {stored} (truncated data or DimSize larger "
                          "than the data)")
+
+
+def _met_bytes(header: dict[str, str], dims: list[int]) -> tuple[int, str]:
+    """(payload bytes the header's DimSize and ElementType need, a description); ValueError for what is not checked."""
+    if "NDims" in header and _met_int(header, "NDims", 0) != len(dims):
+        raise ValueError(f"NDims = {_quote(header['NDims'])} but DimSize has {len(dims)} values")
+    element = header.get("ElementType", "")
+    size = _MET_SIZES.get(element.upper())
+    if size is None:
+        raise ValueError(f"ElementType = {_quote(element)} is not supported (expected one of {sorted(_MET_SIZES)})")
+    channels = _met_int(header, "ElementNumberOfChannels", 1)
+    if channels != 1:
+        raise ValueError(f"ElementNumberOfChannels = {channels}: expected 1 (a scalar image)")
+    if header.get("BinaryData", "true").lower() != "true":
+        raise ValueError(f"BinaryData = {_quote(header['BinaryData'])}: text voxels are not supported")
+    return math.prod(dims) * size, f"DimSize {' x '.join(map(str, dims))} of {element}"
 
 
 def _mhd_data_file(header: Path, name: str) -> Path:
@@ -250,7 +335,7 @@ def _check_nifti(path: Path, gz: bool) -> None:
 
 
 def _check_nrrd(path: Path) -> None:
-    parsed = _text_header(path, None)
+    parsed = _nrrd_header(path)
     if parsed is None:
         return
     fields, offset = parsed

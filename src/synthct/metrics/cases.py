@@ -102,8 +102,8 @@ def _match(stem: str, case_ids: dict[str, Path]) -> str | None:
     return None
 
 
-def _assign(folder: Path, what: str, case_ids: dict[str, Path], gt_dir: Path, *, strict_extra: bool) -> dict[str, Path]:
-    """Case id → file of ``folder``; errors on two files for one case and (if ``strict_extra``) unmatched files."""
+def _assign(folder: Path, what: str, case_ids: dict[str, Path]) -> tuple[dict[str, Path], list[Path]]:
+    """Case id → file of ``folder``, and the files that match no case; errors on two files for one case."""
     assigned: dict[str, Path] = {}
     unmatched: list[Path] = []
     for stem, path in _images(folder, what).items():
@@ -114,10 +114,31 @@ def _assign(folder: Path, what: str, case_ids: dict[str, Path], gt_dir: Path, *,
             raise ValueError(f"case {case!r} has two {what} files: {assigned[case]} and {path}")
         else:
             assigned[case] = path
-    if unmatched and strict_extra:
-        names = ", ".join(p.name for p in unmatched)
-        raise FileNotFoundError(f"{what} file(s) in {folder} without a ground-truth CT in {gt_dir}: {names}")
-    return assigned
+    return assigned, unmatched
+
+
+def _assign_predictions(pred_dir: Path, gt_by_case: dict[str, Path], gt_dir: Path,
+                        skip_missing: bool) -> tuple[dict[str, Path], list[str]]:
+    """Case id → prediction, and the cases without one (allowed only with ``skip_missing``).
+
+    Raises:
+        FileNotFoundError: naming every case without a prediction (unless skipped) and every prediction without a
+            ground truth, in one message.
+    """
+    preds, extra = _assign(pred_dir, "prediction", gt_by_case)
+    missing = sorted(set(gt_by_case) - set(preds))
+    problems = []
+    if missing and not skip_missing:
+        problems.append(f"no prediction in {pred_dir} for case(s): {', '.join(missing)} (--skip-missing scores "
+                        "the others)")
+    if extra:
+        problems.append(f"prediction file(s) in {pred_dir} without a ground-truth CT in {gt_dir}: "
+                        f"{', '.join(p.name for p in extra)}")
+    if problems:
+        raise FileNotFoundError("; ".join(problems))
+    if not preds:
+        raise FileNotFoundError(f"no prediction in {pred_dir} for any case of {gt_dir}")
+    return preds, missing
 
 
 def pair_cases(
@@ -130,16 +151,37 @@ def pair_cases(
 ) -> list[CaseFiles]:
     """Pair the files of the evaluation folders, one :class:`CaseFiles` per ground-truth CT, sorted by case id.
 
+    Every case needs a prediction; :func:`pair_cases_skipping` skips those without one. Arguments and errors as
+    there.
+    """
+    cases, _ = pair_cases_skipping(pred_dir, gt_dir, masks_dir=masks_dir, inputs_dir=inputs_dir,
+                                   gt_seg_dir=gt_seg_dir, skip_missing=False)
+    return cases
+
+
+def pair_cases_skipping(
+    pred_dir: Path,
+    gt_dir: Path,
+    *,
+    masks_dir: Path | None = None,
+    inputs_dir: Path | None = None,
+    gt_seg_dir: Path | None = None,
+    skip_missing: bool = True,
+) -> tuple[list[CaseFiles], list[str]]:
+    """Pair the files of the evaluation folders; returns the cases (sorted by id) and the ids skipped for lack of a
+    prediction (only with ``skip_missing``; e.g. the broken cases that ``synthct predict`` skipped).
+
     Args:
         pred_dir: folder of synthetic CTs.
         gt_dir: folder of ground-truth CTs; defines the cases.
         masks_dir: folder of body masks; when given, every case needs one.
         inputs_dir: folder of the MR / CBCT inputs (for the QA montage); when given, every case needs one.
         gt_seg_dir: folder of ground-truth label maps; when given, every case needs one.
+        skip_missing: leave out the cases without a prediction instead of failing.
 
     Raises:
-        FileNotFoundError: a folder is missing or empty, a case lacks a prediction / mask / input, or a prediction
-            has no ground truth.
+        FileNotFoundError: a folder is missing or empty, a case lacks a prediction (unless skipped) / mask / input,
+            or a prediction has no ground truth (every missing and every extra prediction named at once).
         ValueError: two files of one folder belong to the same case.
     """
     gt_by_case: dict[str, Path] = {}
@@ -152,20 +194,17 @@ def pair_cases(
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in the ground-truth folder {gt_dir}, "
                                 "and no release case folders (<id>/ct.mha) below it")
 
-    preds = _assign(pred_dir, "prediction", gt_by_case, gt_dir, strict_extra=True)
-    missing = sorted(set(gt_by_case) - set(preds))
-    if missing:
-        raise FileNotFoundError(f"no prediction in {pred_dir} for case(s): {', '.join(missing)}")
+    preds, skipped = _assign_predictions(pred_dir, gt_by_case, gt_dir, skip_missing)
     optional: dict[str, dict[str, Path]] = {}
     for key, folder in (("mask", masks_dir), ("input", inputs_dir), ("segmentation", gt_seg_dir)):
         if folder is None:
             continue
-        optional[key] = _assign(folder, key, gt_by_case, gt_dir, strict_extra=False)
-        lacking = sorted(set(gt_by_case) - set(optional[key]))
+        optional[key], _ = _assign(folder, key, gt_by_case)
+        lacking = sorted(set(preds) - set(optional[key]))
         if lacking:
             raise FileNotFoundError(f"no {key} in {folder} for case(s): {', '.join(lacking)}")
 
-    return [
+    cases = [
         CaseFiles(
             case_id=case,
             region=region_of(case),
@@ -175,5 +214,6 @@ def pair_cases(
             input=optional.get("input", {}).get(case),
             gt_seg=optional.get("segmentation", {}).get(case),
         )
-        for case in sorted(gt_by_case)
+        for case in sorted(preds)
     ]
+    return cases, skipped

@@ -27,7 +27,7 @@ import SimpleITK as sitk
 
 from synthct.io.totalseg import TotalSegmentator, find_totalsegmentator
 from synthct.metrics import report
-from synthct.metrics.cases import CaseFiles, pair_cases
+from synthct.metrics.cases import CaseFiles, pair_cases_skipping
 from synthct.metrics.image import image_metrics
 from synthct.metrics.segmentation import (
     BONE_THRESHOLD_HU,
@@ -72,6 +72,8 @@ class EvaluationConfig:
             ``"exclude"`` (default, the official policy) or ``"diagonal"`` (opt-in); named in metrics.json.
         report: write the PNG montages, box plot and ``index.html``.
         progress: show a tqdm progress bar over the cases.
+        skip_missing: score only the cases that have a prediction; the others are listed as skipped in
+            metrics.json (``skipped_cases``) and the report.
         extra_columns: case id → further per-case values (e.g. the dose metrics of ``synthct evaluate --dose``),
             added to the rows, aggregates, CSVs and the report like the image metrics.
         extra_notes: sentences added to the notes (metrics.json and the report).
@@ -89,6 +91,7 @@ class EvaluationConfig:
     missing_hd95: MissingPolicy = "exclude"
     report: bool = True
     progress: bool = True
+    skip_missing: bool = False
     extra_columns: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     extra_notes: tuple[str, ...] = ()
 
@@ -103,6 +106,7 @@ class EvaluationResult:
     segmentation_method: str
     notes: list[str] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
 
 
 def aggregate(values: Sequence[float]) -> dict[str, float]:
@@ -265,14 +269,19 @@ def evaluate_folder(config: EvaluationConfig) -> EvaluationResult:
         ValueError: a prediction, mask or input whose shape differs from its ground truth.
         RuntimeError: TotalSegmentator failed.
     """
-    cases = pair_cases(
+    cases, skipped = pair_cases_skipping(
         config.pred_dir,
         config.gt_dir,
         masks_dir=config.masks_dir,
         inputs_dir=config.inputs_dir,
         gt_seg_dir=config.gt_seg_dir if config.segmentation != "bone" else None,
+        skip_missing=config.skip_missing,
     )
     LOG.info("evaluating %d case(s) from %s against %s", len(cases), config.pred_dir, config.gt_dir)
+    skip_note = (f"{len(skipped)} case(s) without a prediction skipped (--skip-missing), not scored: "
+                 f"{', '.join(skipped)}." if skipped else "")
+    if skip_note:
+        LOG.warning("%s", skip_note)
     validate_pairs(cases)  # every pair before anything is written
     config.out_dir.mkdir(parents=True, exist_ok=True)
     segmenter = _Segmenter(config)
@@ -305,7 +314,8 @@ def evaluate_folder(config: EvaluationConfig) -> EvaluationResult:
         aggregates=aggregate_rows(rows),
         aggregates_by_region={r: aggregate_rows(v) for r, v in sorted(by_region.items())},
         segmentation_method=segmenter.method,
-        notes=[segmenter.note, *config.extra_notes],
+        notes=[segmenter.note, *filter(None, [skip_note]), *config.extra_notes],
+        skipped=skipped,
     )
     _write_outputs(config, result, per_class, montages)
     return result
@@ -363,6 +373,7 @@ def _write_outputs(
         "hd95_missing_class_policy": {"name": config.missing_hd95, "official": config.missing_hd95 == "exclude",
                                       "meaning": MISSING_POLICY_TEXT[config.missing_hd95]},
         "notes": result.notes,
+        "skipped_cases": result.skipped,
     }
     result.files["json"] = out / "metrics.json"
     result.files["json"].write_text(json.dumps(payload, indent=2), encoding="utf-8")  # inf/nan as Infinity/NaN
@@ -393,4 +404,4 @@ def _write_outputs(
     values = [float(v) for r in result.results for k, v in r.items() if k not in ("case_id", "region")]
     if not all(math.isfinite(v) for v in values):
         LOG.warning("some per-case values are not finite (e.g. PSNR = inf for identical images); see %s", out)
-    LOG.info("wrote %s", ", ".join(str(p) for p in result.files.values()))
+    LOG.info("wrote %s", ", ".join(p.name for p in result.files.values()))

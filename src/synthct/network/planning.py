@@ -330,6 +330,9 @@ def plan_dataset(dataset: str | int, archs: Sequence[str] = ("unet", "resunet"),
         raise ValueError(f"architectures must be a non-empty subset of {sorted(PLANNERS)}, got {list(archs)}")
     if gpu_memory_gb <= 0:
         raise ValueError(f"gpu_memory_gb must be positive, got {gpu_memory_gb}")
+    from synthct.preprocessing.datasets import dataset_name
+
+    dataset_name(dataset)  # a wrong id: one line listing the datasets that exist, before nnU-Net's own text
     if input_skip:
         _check_input_skip_task(dataset)  # cheap, before the fingerprint
     extract_fingerprint(dataset, num_processes, overwrite_fingerprint, intensity_samples)
@@ -346,9 +349,10 @@ def plan_dataset(dataset: str | int, archs: Sequence[str] = ("unet", "resunet"),
 def _check_input_skip_task(dataset: str | int) -> None:
     """Refuse ``--input-skip`` for an MR dataset from its raw dataset.json (no fingerprint needed)."""
     from nnunetv2.paths import nnUNet_raw
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
-    raw_json = Path(str(nnUNet_raw)) / maybe_convert_to_dataset_name(dataset) / "dataset.json"
+    from synthct.preprocessing.datasets import dataset_name
+
+    raw_json = Path(str(nnUNet_raw)) / dataset_name(dataset) / "dataset.json"
     if raw_json.is_file():
         task = json.loads(raw_json.read_text()).get("synthct", {}).get("task")
         if task == "mri":

@@ -130,10 +130,13 @@ def read_exclude_file(path: PathLike | None) -> set[str]:
     return ids
 
 
-def _check_same_grid(name: str, geometry: Geometry, reference: Geometry) -> None:
-    problem = reference.mismatch(geometry)
+def _check_same_grid(name: str, geometry: Geometry, reference: Geometry, reference_name: str) -> None:
+    """CaseError naming ``name`` and quoting its value first, then the input's (``reference_name``)."""
+    problem = geometry.mismatch(reference)  # "<field> <name's value> vs <input's value>"
     if problem is not None:
-        raise UnusableCase(f"{name} does not match the input grid: {problem}")
+        field, _, values = problem.partition(" ")
+        mine, _, theirs = values.partition(" vs ")
+        raise UnusableCase(f"{name} does not match the input grid: {name} {field} {mine} vs {reference_name} {theirs}")
 
 
 def load_case(case_dir: Path, task: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, Geometry]:
@@ -154,8 +157,8 @@ def load_case(case_dir: Path, task: int) -> tuple[np.ndarray, np.ndarray, np.nda
         mask, mask_geometry, _ = read_image(files["mask"])
     except (ValueError, FileNotFoundError) as exc:
         raise UnusableCase(str(exc)) from None
-    _check_same_grid("ct.mha", ct_geometry, geometry)
-    _check_same_grid("mask.mha", mask_geometry, geometry)
+    _check_same_grid("ct.mha", ct_geometry, geometry, files["input"].name)
+    _check_same_grid("mask.mha", mask_geometry, geometry, files["input"].name)
     for name, array in (("input", image), ("ct.mha", ct)):
         if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
             raise UnusableCase(f"{name} contains non-finite values")

@@ -25,12 +25,12 @@ import numpy as np
 from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
 from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
 from nnunetv2.preprocessing.resampling.default_resampling import compute_new_shape, resample_data_or_seg_to_shape
-from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
 from tqdm import tqdm
 
 from synthct.contracts.normalization import InputNormalization
+from synthct.preprocessing.datasets import dataset_name
 
 LOG = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def preprocess_dataset(dataset: str | int, plans_name: str, configuration: str =
     """
     from synthct.preprocessing.plans import load_plans
 
-    name = maybe_convert_to_dataset_name(dataset)
+    name = dataset_name(dataset)
     base = Path(nnUNet_preprocessed) / name
     plans = load_plans(base, plans_name)
     plans_manager = PlansManager(plans)

@@ -18,6 +18,8 @@ Use :func:`afp_config` for the fine-tune defaults (500 epochs, lr 1e-3, λ_L1 = 
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,8 @@ from synthct.losses.feature_extractor import load_feature_extractor
 from synthct.network.checkpoint import load_state_dict
 from synthct.training.config import AFPConfig, TrainConfig
 from synthct.training.trainer import SynthCTTrainerL1, gather_ranks
+
+LOG = logging.getLogger(__name__)
 
 #: Fine-tune defaults that differ from stage 1.
 AFP_DEFAULTS: dict[str, Any] = {"epochs": 500, "initial_lr": 1e-3, "l1_weight": 5.0}
@@ -51,6 +55,18 @@ def state_mismatch(expected: dict[str, torch.Tensor], got: dict[str, torch.Tenso
             more = f", ... {len(items) - shown} more" if len(items) > shown else ""
             parts.append(f"{len(items)} key(s) {label} ({', '.join(items[:shown])}{more})")
     return "; ".join(parts)
+
+
+def spacing_warning(extractor_spacing: Sequence[float], plans_spacing: Sequence[float],
+                    rtol: float = 1e-3) -> str:
+    """A warning when the extractor was trained at another spacing (Z, Y, X mm) than the synthesis plans' ("" when
+    they agree): AFP then resamples every patch, so the features are not those the extractor learnt at."""
+    if all(abs(e - p) <= rtol * max(abs(p), 1e-9) for e, p in zip(extractor_spacing, plans_spacing, strict=True)):
+        return ""
+    shown = [f"{float(v):g}" for v in plans_spacing]
+    return (f"the AFP extractor was trained at {[float(v) for v in extractor_spacing]} mm (z, y, x), the plans' "
+            f"synthesis spacing is {[float(v) for v in plans_spacing]} mm: every patch is resampled for the loss; "
+            f"train the extractor at the plans' spacing (synthct extractor train ... --spacing {' '.join(shown)})")
 
 
 class SynthCTTrainerAFP(SynthCTTrainerL1):
@@ -76,6 +92,10 @@ class SynthCTTrainerAFP(SynthCTTrainerL1):
         extractor = load_feature_extractor(config.afp_extractor, fold, config.afp_checkpoint,
                                            init=config.afp_extractor_init)
         extractor = extractor.to(self.device).eval()  # frozen (requires_grad False) and always in eval mode
+        warning = spacing_warning(extractor.spacing, self.configuration_manager.spacing)
+        if warning:
+            LOG.warning("%s", warning)
+            self.print_to_log_file(f"WARNING: {warning}")
         self.afp = AFPLoss(extractor, self.target_normalization, data_spacing=self.configuration_manager.spacing,
                            masked=config.afp_masked, feature_norm=config.afp_feature_norm)
         self.print_to_log_file(f"AFP extractor {config.afp_extractor} (fold {fold}, {config.afp_checkpoint}, "

@@ -35,7 +35,8 @@ _NAME = re.compile(r"^Dataset(\d{3})_.+$")
 def resolve_raw_dataset(dataset: str | int | Path) -> str:
     """Dataset name (``DatasetNNN_X``) from an id, a name, or a folder inside ``$nnUNet_raw``."""
     from nnunetv2 import paths
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    from synthct.preprocessing.datasets import dataset_name
 
     text = str(dataset)
     candidate = Path(text)
@@ -46,7 +47,7 @@ def resolve_raw_dataset(dataset: str | int | Path) -> str:
         if raw is None or candidate.resolve().parent != Path(raw).resolve():
             raise ValueError(f"{candidate} is not inside nnUNet_raw ({raw}); set --raw to its parent folder")
         return candidate.name
-    return maybe_convert_to_dataset_name(int(text) if text.isdigit() else text)
+    return dataset_name(text)
 
 
 def plan_extractor(dataset: str | int | Path, spacing: Sequence[float], patch_size: Sequence[int] | None = None,

@@ -17,13 +17,13 @@ from typing import Any
 
 import torch
 from nnunetv2.paths import nnUNet_preprocessed
-from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 from torch import distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from synthct.network.device import resolve_device
 from synthct.network.manifest import parse_fold
 from synthct.paths import DistributedEnv, distributed_env
+from synthct.preprocessing.datasets import dataset_name
 from synthct.preprocessing.plans import load_plans
 from synthct.training.config import TrainConfig
 from synthct.training.registry import get_trainer
@@ -122,7 +122,7 @@ def train(dataset: str | int, fold: int | str, plans_name: str = "synthctResUNet
     """
     config = config or TrainConfig()
     fold = parse_fold(fold)
-    name = maybe_convert_to_dataset_name(dataset)
+    name = dataset_name(dataset)
     base = Path(nnUNet_preprocessed) / name
     plans = load_plans(base, plans_name)
     dataset_json = json.loads((base / "dataset.json").read_text())

@@ -186,6 +186,15 @@ class SynthCTTrainerL1(nnUNetTrainer):
             return "default" if self._do_i_compile() else None
         return None if choice == "off" else choice
 
+    def plot_network_architecture(self) -> None:
+        """Skipped: stock nnU-Net tries the unmaintained ``hiddenlayer`` package and logs ``No module named
+        'hiddenlayer'`` in every training log (harmless, but it reads like an error)."""
+
+    @property
+    def validation_cases(self) -> str:
+        """What the validation numbers are computed on: held-out cases, or for fold ``all`` the training cases."""
+        return "TRAINING cases (fold all: nothing held out)" if str(self.fold) == "all" else "held-out cases"
+
     def configure_optimizers(self) -> tuple[torch.optim.Optimizer, PolyLRScheduler]:
         """Stock SGD + PolyLR, or AdamW (AMSGrad) + PolyLR as stock ``nnUNetTrainerAdam`` (``optimizer="adamw"``)."""
         if self.train_config.optimizer == "sgd":
@@ -313,8 +322,8 @@ class SynthCTTrainerL1(nnUNetTrainer):
         self.logger.log("epoch_end_timestamps", time(), epoch)
         get = self.logger.get_value
         self.print_to_log_file(f"train_loss {get('train_losses', -1):.4f}, val_loss {get('val_losses', -1):.4f}, "
-                               f"val MAE (body, patches) {-get('mean_fg_dice', -1):.1f} HU, "
-                               f"EMA {-get('ema_fg_dice', -1):.1f} HU")
+                               f"val MAE (body, patches of {self.validation_cases}) {-get('mean_fg_dice', -1):.1f} "
+                               f"HU, EMA {-get('ema_fg_dice', -1):.1f} HU")
         seconds = get("epoch_end_timestamps", -1) - get("epoch_start_timestamps", -1)
         self.print_to_log_file(f"Epoch time: {seconds:.2f} s")
         if (epoch + 1) % self.save_every == 0 and epoch != self.num_epochs - 1:
@@ -357,9 +366,10 @@ class SynthCTTrainerL1(nnUNetTrainer):
         if self.local_rank != 0:
             return None
         summary = validation.write_summary(scores, out_dir / "summary.json", {
-            "fold": self.fold, "epoch": self.current_epoch, "tile_step": self.train_config.val_tile_step})
+            "fold": self.fold, "epoch": self.current_epoch, "tile_step": self.train_config.val_tile_step,
+            "validated_on": self.validation_cases})
         for key, value in summary["mean"].items():
             self.logger.log_summary(f"final_val/{key}", value)
-        self.print_to_log_file(f"Validation: mean MAE {summary['mean']['mae_hu']} HU, PSNR "
-                               f"{summary['mean']['psnr_db']} dB over {len(scores)} cases")
+        self.print_to_log_file(f"Validation on {self.validation_cases}: mean MAE {summary['mean']['mae_hu']} HU, "
+                               f"PSNR {summary['mean']['psnr_db']} dB over {len(scores)} cases")
         return summary
