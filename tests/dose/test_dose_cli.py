@@ -120,7 +120,9 @@ def test_cached_plan_is_reused(run: tuple[Path, dict], slab: Path, capsys: pytes
     assert rc == 0
     assert "reusing cached weights" in capsys.readouterr().err
     second = json.loads((again / "dose_metrics.json").read_text())["scts"]["cbct"]["proton"]
-    assert second["dose_mae_percent"] == pytest.approx(data["scts"]["cbct"]["proton"]["dose_mae_percent"], abs=1e-6)
+    # same weights; the CT dose is recomputed by a forward calculation instead of the influence matrix (float32,
+    # ~1e-6 Gy apart), so the metric agrees to ~1e-5 % Rx
+    assert second["dose_mae_percent"] == pytest.approx(data["scts"]["cbct"]["proton"]["dose_mae_percent"], abs=1e-3)
 
 
 def test_a_custom_hlut_is_applied(slab: Path, tmp_path: Path) -> None:
