@@ -4,6 +4,9 @@
     python scripts/make_demo_weights.py ../shared/data                      # both tasks, defaults of TRAINING
     python scripts/make_demo_weights.py ../shared/data --tasks cbct --epochs 20
     python scripts/make_demo_weights.py ../shared/data --evaluate-only      # re-evaluate the bundled weights
+    python scripts/make_demo_weights.py ../shared/data --tasks cbct --augmentation cbct-drift \
+        --init weights/cbct/pancreas-demo/fold_all/model.safetensors --out build/drift-candidate --resume
+        # fine-tune the bundled Task 2 model with the drift preset into a candidate folder (resumable)
 
 The demo weights are trained with synthct's own pipeline (``synthct convert → plan → preprocess → train → export``)
 on the small real volumes of the project's data folder. They are NOT SynthRAD2025 models: they exist so that the
@@ -177,21 +180,27 @@ def train_model(task: str, root: Path, work: Path, args: argparse.Namespace) -> 
     dataset = str(500 + 10 * number)  # --region all: one joint dataset per task
     raw, pre, res = (str(work / n) for n in ("raw", "preprocessed", "results"))
     patch = [str(v) for v in args.patch[task]]
-    synthct("convert", str(root), raw, "--task", str(number), "--region", "all", "--force", "--workers", "2")
-    skip = ["--input-skip"] if task == "cbct" else []  # CBCT: the U-Net learns a correction of the CBCT HU
-    synthct("plan", dataset, "--arch", "resunet", "--patch-size", *patch, "--batch-size", "2", "--base-features",
-            str(args.base_features), "--max-features", str(args.max_features), "--num-processes", "1", *skip,
-            "--raw", raw, "--preprocessed", pre)
-    synthct("preprocess", dataset, "--num-processes", "1", "--raw", raw, "--preprocessed", pre)
+    planned = next(Path(pre).glob(f"Dataset{dataset}_*/synthctResUNetPlans_3d_fullres"), None)
+    if not (args.resume and planned is not None and any(planned.iterdir())):
+        synthct("convert", str(root), raw, "--task", str(number), "--region", "all", "--force", "--workers", "2")
+        skip = ["--input-skip"] if task == "cbct" else []  # CBCT: the U-Net learns a correction of the CBCT HU
+        norm = ["--cbct-normalization", args.cbct_normalization] if task == "cbct" else []
+        synthct("plan", dataset, "--arch", "resunet", "--patch-size", *patch, "--batch-size", "2", "--base-features",
+                str(args.base_features), "--max-features", str(args.max_features), "--num-processes", "1", *skip,
+                *norm, "--raw", raw, "--preprocessed", pre)
+        synthct("preprocess", dataset, "--num-processes", "1", "--raw", raw, "--preprocessed", pre)
+    extra = ["--augmentation", args.augmentation] if args.augmentation else []
+    extra += ["--init", str(args.init)] if args.init else []
+    extra += ["--continue", "--save-every", "1"] if args.resume else []
     epochs, iterations, background, optimizer, lr = (
         TRAINING[task][k] if getattr(args, k) is None else getattr(args, k)
         for k in ("epochs", "iterations", "background_weight", "optimizer", "lr"))
     synthct("train", dataset, "all", "--epochs", str(epochs), "--iterations", str(iterations),
             "--background-weight", str(background), "--optimizer", optimizer, "--lr", str(lr),
             "--val-iterations", "2", "--no-validation", "--device", args.device, "--preprocessed", pre,
-            "--results", res)
+            "--results", res, *extra)
     results = next(Path(res).glob(f"Dataset{dataset}_*/SynthCTTrainerL1__synthctResUNetPlans__3d_fullres"))
-    out = REPO / "weights" / task / MODELS[task]
+    out = args.out if args.out is not None else REPO / "weights" / task / MODELS[task]
     synthct("export", str(results), str(out), "--fp16", "--force")
     from synthct.network.manifest import read_manifest, write_manifest
 
@@ -298,6 +307,17 @@ def main() -> int:
     p.add_argument("--max-features", type=int, default=32)
     p.add_argument("--device", default="cpu")
     p.add_argument("--evaluate-only", action="store_true", help="skip training; evaluate the existing weights")
+    p.add_argument("--augmentation", choices=("paper", "mild", "cbct-drift"), default=None,
+                   help="training augmentation preset (default: synthct train's, paper = none)")
+    p.add_argument("--init", type=Path, default=None, help="initialise from these weights (.safetensors/.pth)")
+    p.add_argument("--cbct-normalization", choices=("dataset", "per-case"), default="dataset",
+                   help="Task 2 input normalisation (synthct plan --cbct-normalization)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="export the model here instead of weights/ (a candidate: not routed, its held-out results "
+                        "go to OUT/held_out.json instead of weights/DEMO_RESULTS)")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the work folder's preprocessed data and resume training from its latest checkpoint "
+                        "(checkpoints every epoch)")
     args = p.parse_args()
     args.patch = {"mri": (16, 96, 96), "cbct": (16, 96, 96)}
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -307,17 +327,22 @@ def main() -> int:
     held_out = build_roots(args.data, root)
     results, timings = {}, {}
     for task in args.tasks:
-        model = REPO / "weights" / task / MODELS[task]
+        model = args.out if args.out is not None else REPO / "weights" / task / MODELS[task]
         if not args.evaluate_only:
             t0 = time.perf_counter()
             model = train_model(task, root, args.work / task, args)
             timings[task] = time.perf_counter() - t0
-            route(task)
+            if args.out is None:
+                route(task)
         train_cases = sorted((root / ("Task1" if task == "mri" else "Task2")).glob("*/*"))
         results[task] = evaluate(task, model, held_out[task], train_cases)
         for name, m in results[task].items():
             LOG.info("%s held-out | %-40s MAE %7.1f HU  PSNR %6.2f dB  MS-SSIM %.4f", task, name, m["mae"], m["psnr"],
                      m["ms_ssim"])
+    if args.out is not None:
+        (args.out / "held_out.json").write_text(json.dumps({"results": results, "train_seconds": timings},
+                                                           indent=2) + "\n")
+        return 0
     write_results(results, timings)
     return 0
 

@@ -12,7 +12,7 @@ from typing import Any
 #: Environment variable with TrainConfig fields (a JSON object, or the path of a JSON file) that override the plans'
 #: ``synthct.train_config``; the way to set hyper-parameters for stock ``nnUNetv2_train`` (synthct.training.nnunet_ext).
 TRAIN_CONFIG_ENV = "SYNTHCT_TRAIN_CONFIG"
-AUGMENTATIONS = ("paper", "mild")
+AUGMENTATIONS = ("paper", "mild", "cbct-drift")
 OPTIMIZERS = ("sgd", "adamw")
 #: ``compile`` choices: "stock" (nnU-Net's rule: ``nnUNet_compile``, on by default on CUDA, never on the CPU), "off",
 #: or a ``torch.compile`` mode (on any device).
@@ -36,7 +36,8 @@ class TrainConfig:
         weight_decay: weight decay (nnU-Net: 3e-5).
         optimizer: "sgd" (nnU-Net's: momentum 0.99, Nesterov; the paper) or "adamw" (AdamW with AMSGrad, as stock
             ``nnUNetTrainerAdam``; use a smaller ``initial_lr``, e.g. 1e-3).
-        augmentation: "paper" (none: random patches only) or "mild" (spatial on all, intensity on the input only).
+        augmentation: "paper" (none: random patches only), "mild" (spatial on all, intensity on the input only) or
+            "cbct-drift" (CBCT calibration drift in HU on the input only: synthct.training.augmentation_drift).
         mirror_lr: with "mild", also mirror left-right (allows mirroring TTA at inference).
         background_weight: L1 weight of valid voxels outside the body mask (1 = plain L1 over every valid voxel).
         oversample_foreground_percent: share of patches centred in the body (nnU-Net: 0.33).
@@ -51,8 +52,8 @@ class TrainConfig:
         afp_feature_norm: None, "instance" or "channel" normalisation of the feature maps.
         afp_extractor_init: "trained" (the extractor's checkpoint) or "random" (same architecture, seeded random
             weights: the control of the AFP experiment).
-        init_checkpoint: stage-1 checkpoint whose ``network_weights`` initialise the fine-tune (strict, output
-            layer included).
+        init_checkpoint: checkpoint (stage-1 ``.pth`` or an exported ``.safetensors``) whose weights initialise the
+            run (strict, output layer included): the AFP fine-tune, or an L1 fine-tune (e.g. with ``cbct-drift``).
         channels_last: opt-in: network and input batches in the channels-last 3-D memory format (not yet measured
             faster on a GPU).
         compile: "stock" (default: stock nnU-Net's ``nnUNet_compile`` rule), "off", or a ``torch.compile`` mode
@@ -95,8 +96,9 @@ class TrainConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.augmentation not in AUGMENTATIONS:
             raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, got {self.augmentation!r}")
-        if self.mirror_lr and self.augmentation == "paper":
-            raise ValueError("mirror_lr needs augmentation 'mild' (the 'paper' preset has no augmentation)")
+        if self.mirror_lr and self.augmentation != "mild":
+            raise ValueError(f"mirror_lr needs augmentation 'mild' (the {self.augmentation!r} preset has no "
+                             f"mirroring)")
         if not self.initial_lr > 0:
             raise ValueError(f"initial_lr must be positive, got {self.initial_lr}")
         if self.weight_decay < 0:
