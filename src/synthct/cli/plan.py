@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input-skip", action="store_true",
                    help="CBCT only: add a learnable affine skip from the input to the output (the untrained model "
                         "maps CBCT HU to CT HU as identity; the U-Net learns the correction). Not in the paper.")
+    p.add_argument("--cbct-normalization", choices=("dataset", "per-case"), default="dataset",
+                   help="CBCT input normalisation: dataset (default, the paper's: clip + dataset z-score) or per-case "
+                        "(clip + median/IQR z-score inside the body; cancels a global HU offset and scale)")
     add_path_arguments(p, "raw", "preprocessed")
     p.set_defaults(func=_run)
 
@@ -41,7 +44,7 @@ def _run(args: argparse.Namespace) -> int:
     archs = ("unet", "resunet") if args.arch == "both" else (args.arch,)
     written = plan_dataset(args.dataset, archs, args.gpu_memory_gb, args.num_processes, args.patch_size,
                            args.batch_size, args.base_features, args.max_features, args.clean,
-                           args.intensity_samples, args.input_skip)
+                           args.intensity_samples, args.input_skip, args.cbct_normalization)
     for name, path in written.items():
         print(f"{name}: {path}")
     return 0
