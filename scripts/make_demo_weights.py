@@ -180,7 +180,7 @@ def train_model(task: str, root: Path, work: Path, args: argparse.Namespace) -> 
     dataset = str(500 + 10 * number)  # --region all: one joint dataset per task
     raw, pre, res = (str(work / n) for n in ("raw", "preprocessed", "results"))
     patch = [str(v) for v in args.patch[task]]
-    planned = next(Path(pre).glob(f"Dataset{dataset}_*/synthctResUNetPlans_3d_fullres"), None)
+    planned = next(Path(pre).glob(f"Dataset{dataset}_*/synthctPlans_3d_fullres"), None)  # shared data identifier
     if not (args.resume and planned is not None and any(planned.iterdir())):
         synthct("convert", str(root), raw, "--task", str(number), "--region", "all", "--force", "--workers", "2")
         skip = ["--input-skip"] if task == "cbct" else []  # CBCT: the U-Net learns a correction of the CBCT HU
