@@ -288,9 +288,34 @@ def write_results(results: dict[str, dict], timings: dict[str, float]) -> None:
                   "", "| method | MAE (HU) | PSNR (dB) | MS-SSIM |", "|---|---|---|---|"]
         lines += [f"| {name} | {m['mae']:.1f} | {m['psnr']:.2f} | {m['ms_ssim']:.4f} |" for name, m in rows.items()]
         lines += ["", f"Training + export wall time on this machine: {timings.get(task, float('nan')):.0f} s.", ""]
+    lines += drift_section()
     (REPO / "weights" / "DEMO_RESULTS.md").write_text("\n".join(lines))
     (REPO / "weights" / "DEMO_RESULTS.json").write_text(json.dumps({"results": results, "train_seconds": timings},
                                                                    indent=2) + "\n")
+
+
+def drift_section() -> list[str]:
+    """DEMO_RESULTS.md lines quoting benchmarks/results/cbct_drift.json (if present): MAE per drifted version of the
+    real held-out slab, each model against the oracle linear map fitted on that version; median and worst."""
+    path = REPO / "benchmarks" / "results" / "cbct_drift.json"
+    if not path.is_file():
+        return []
+    drift = json.loads(path.read_text())
+    methods = [*drift["models"], "oracle linear map"]
+    lines = ["## cbct under calibration drift (benchmarks/results/cbct_drift.md)", "",
+             "Drifted versions of the same REAL held-out slab (`python benchmarks/cbct_drift.py`, see its docstring):",
+             "MAE (HU) inside the body; the oracle linear map is fitted on each drifted version itself.", "",
+             "| version | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for v in drift["versions"]:
+        lines.append(f"| {v['name']} | " + " | ".join(f"{v['methods'][m]['mae']:.1f}" if m in v["methods"] else "-"
+                                                     for m in methods) + " |")
+    summary = drift["summary"]
+    lines += ["| **median of the drifted versions** | " + " | ".join(
+        f"**{summary[m]['median_mae']:.1f}**" if m in summary else "-" for m in methods) + " |",
+        "| worst drifted version | " + " | ".join(
+        f"{summary[m]['worst_mae']:.1f} ({summary[m]['worst_version']})" if m in summary else "-" for m in methods)
+        + " |", ""]
+    return lines
 
 
 def main() -> int:
