@@ -135,3 +135,19 @@ def test_drift_refuses_a_per_case_normalisation() -> None:
     with pytest.raises(ValueError, match="needs the dataset-level clip_zscore"):
         CBCTDriftTransform(InputNormalization("robust_zscore_mask", (-1024.0, 1152.0)), SPACING)
     np.testing.assert_allclose(hu_of(np.array([0.0, 1.0]), NORM), [-233.9, -233.9 + 360.5])
+
+
+def test_unseeded_transform_draws_from_the_global_generator() -> None:
+    """Copies of the transform in augmentation workers (global generators seeded apart) do not repeat each other's
+    draws; the trainer's seed (the global generator) repeats them."""
+    import pickle
+
+    t = CBCTDriftTransform(NORM, SPACING)
+    copies = [pickle.loads(pickle.dumps(t)) for _ in range(2)]
+    draws = []
+    for seed, copy in zip((1, 2), copies, strict=True):
+        np.random.seed(seed)
+        draws.append([copy.get_parameters()["drift"] for _ in range(20)])
+    assert draws[0] != draws[1]
+    np.random.seed(1)
+    assert [t.get_parameters()["drift"] for _ in range(20)] == draws[0]

@@ -165,8 +165,9 @@ class CBCTDriftTransform(ImageOnlyTransform):
         norm: the input normalisation of the plans (``clip_zscore``).
         spacing_zyx: voxel spacing of the patches (the plans' spacing after transpose), mm.
         ranges: probabilities and ranges.
-        seed: seed of this transform's generator (None: drawn from numpy's global generator, which the trainer's
-            ``seed`` seeds).
+        seed: seed of this transform's own generator (tests); None (training): every draw is seeded from numpy's
+            global generator, which the trainer's ``seed`` seeds and nnU-Net's augmentation workers seed apart, so
+            that worker processes holding copies of this transform do not repeat each other's draws.
     """
 
     def __init__(self, norm: InputNormalization, spacing_zyx: Sequence[float], ranges: DriftRanges = DriftRanges(),
@@ -175,10 +176,11 @@ class CBCTDriftTransform(ImageOnlyTransform):
         hu_of(np.zeros(1), norm)  # fails early on a per-case scheme
         self.norm, self.spacing, self.ranges, self.n_inputs = norm, tuple(float(s) for s in spacing_zyx), ranges, \
             n_inputs
-        self.rng = np.random.default_rng(seed if seed is not None else int(np.random.randint(0, 2**31 - 1)))
+        self.rng = None if seed is None else np.random.default_rng(seed)
 
     def get_parameters(self, **data_dict: object) -> dict:
-        return {"drift": draw_drift(self.rng, self.ranges)}
+        rng = self.rng if self.rng is not None else np.random.default_rng(np.random.randint(0, 2**31 - 1))
+        return {"drift": draw_drift(rng, self.ranges)}
 
     def _apply_to_image(self, img: torch.Tensor, **params: object) -> torch.Tensor:
         drift = params["drift"]
