@@ -27,6 +27,11 @@ container and ``make demo`` produce a real (if modest) synthetic CT out of the b
   abdomen and thorax, OpenKBP head and neck). The model differs from the MRI one in three documented ways
   (``TRAINING``): the affine input skip of ``synthct plan --input-skip`` (it starts as the identity in HU and learns
   the correction), AdamW at 1e-3 instead of SGD, and L1 inside the body only (outside the FOV the CBCT is empty).
+  **The bundled Task 2 model is then fine-tuned** (issue 22) with the CBCT calibration-drift augmentation:
+  ``--tasks cbct --augmentation cbct-drift --init weights/cbct/pancreas-demo/fold_all/model.safetensors --lr 5e-4
+  --epochs 12 --out build/drift-candidate --resume`` (the first 3 of its epochs ran under a 25-epoch schedule before
+  the run was resumed with 12, to finish in time), scored by ``benchmarks/cbct_drift.py`` and copied into
+  ``weights/cbct/pancreas-demo`` because it beat all three baselines on the undrifted slab.
 
 For each held-out set the script reports MAE / PSNR / MS-SSIM (the project's metrics, as the SynthRAD2025 evaluation)
 of the demo model, of the identity baseline (input vs CT), of the best global linear intensity map (least squares
@@ -204,7 +209,12 @@ def train_model(task: str, root: Path, work: Path, args: argparse.Namespace) -> 
     synthct("export", str(results), str(out), "--fp16", "--force")
     from synthct.network.manifest import read_manifest, write_manifest
 
-    write_manifest(replace(read_manifest(out), description=DESCRIPTIONS[task]), out)
+    description = DESCRIPTIONS[task]
+    if args.init is not None:
+        description += (f" Then fine-tuned from those weights for {epochs} x {iterations} iterations (AdamW {lr:g})"
+                        + (" with the cbct-drift augmentation (CBCT calibration drift in HU on the input: offset, "
+                           "scale, smooth shading, noise level)." if args.augmentation == "cbct-drift" else "."))
+    write_manifest(replace(read_manifest(out), description=description), out)
     return out
 
 
