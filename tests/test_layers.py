@@ -13,7 +13,7 @@ SRC = REPO / "src" / "synthct"
 #: Position of each layer; a module may import its own layer and the layers below it. Root modules (synthct/__init__,
 #: typing, paths) are utilities every layer may use.
 RANK = {"contracts": 0, "io": 1, "preprocessing": 2, "metrics": 2, "network": 3, "losses": 4, "inference": 4,
-        "training": 5, "challenge": 6, "cli": 7}
+        "training": 5, "challenge": 6, "cli": 7, "dose": 5}
 ROOT_MODULES = {"", "typing", "paths"}
 NNUNET_LAYERS = {"preprocessing", "network", "training"}
 
