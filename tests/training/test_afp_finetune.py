@@ -180,3 +180,29 @@ def test_l1_control_skips_the_extractor_and_a_seed_repeats_the_batches(planned_d
             assert "random weights" in "".join(p.read_text() for p in
                                                Path(trainer.output_folder).glob("training_log_*.txt"))
     assert np.array_equal(np.asarray(batches[0]["data"]), np.asarray(batches[1]["data"]))
+
+
+def test_l1_trainer_starts_from_exported_weights(planned_dataset: str, nnunet_env: dict[str, Path],
+                                                 stage1_checkpoint: Path, tmp_path: Path) -> None:
+    """``synthct train --init`` (TrainConfig.init_checkpoint) on the L1 trainer: an exported fp16 model's weights
+    initialise the network strictly; weights of another architecture are refused with the plans named."""
+    from synthct.network.checkpoint import load_state_dict
+    from synthct.network.export import export_model
+    from synthct.preprocessing.plans import load_plans
+    from synthct.training.config import TrainConfig
+    from synthct.training.run import build_trainer
+
+    model = export_model(stage1_checkpoint.parents[1], tmp_path / "model", checkpoint="final", half=True)
+    (weights,) = model.glob("fold_*/model.safetensors")
+    base = nnunet_env["preprocessed"] / planned_dataset
+    dataset_json = json.loads((base / "dataset.json").read_text())
+    config = TrainConfig(epochs=1, iterations_per_epoch=1, val_iterations_per_epoch=1, init_checkpoint=str(weights),
+                         augmentation="mild")
+    trainer = build_trainer(load_plans(base, "synthctUNetPlans"), dataset_json, 1, config, device=torch.device("cpu"))
+    trainer.initialize()
+    state = trainer.unwrapped_network().state_dict()
+    exported = load_state_dict(weights)
+    assert exported and all(torch.equal(state[k], v.float()) for k, v in exported.items())
+    other = build_trainer(load_plans(base, "synthctResUNetPlans"), dataset_json, 1, config, device=torch.device("cpu"))
+    with pytest.raises(ValueError, match="does not match the network of plans 'synthctResUNetPlans'"):
+        other.initialize()

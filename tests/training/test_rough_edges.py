@@ -146,7 +146,8 @@ def test_train_config_carries_no_afp_only_field() -> None:
     assert not {f.name for f in dataclasses.fields(TrainConfig)} & set(AFP_FIELDS)
     flat = {"epochs": 8, "afp_extractor": "/x", "afp_fold": "all", "afp_weight": 0.0, "init_checkpoint": "/y"}
     config = TrainConfig.from_json(flat)
-    assert config.epochs == 8 and config.afp == AFPConfig("/x", afp_fold="all", afp_weight=0.0, init_checkpoint="/y")
+    assert config.epochs == 8 and config.afp == AFPConfig("/x", afp_fold="all", afp_weight=0.0)
+    assert config.init_checkpoint == "/y"  # also the L1 fine-tune's (synthct train --init), so not AFP-only
     assert {k: config.to_json()[k] for k in flat} == flat
     assert TrainConfig.from_json({"afp_weight": 1.0, "l1_weight": 5.0}).afp is None  # defaults of an old L1 config
     with pytest.raises(ValueError, match=r"AFP settings \['afp_weight'\] need afp_extractor"):
@@ -159,7 +160,7 @@ def test_train_config_carries_no_afp_only_field() -> None:
 
 def test_afp_fields_only_in_afp_runs_and_progress_labels() -> None:
     assert not any(k.startswith("afp_") or k in ("l1_weight", "init_checkpoint") for k in TrainConfig().to_json())
-    afp = TrainConfig(afp=AFPConfig("/x", init_checkpoint="/y"))
+    afp = TrainConfig(afp=AFPConfig("/x"), init_checkpoint="/y")
     assert afp.to_json()["afp_weight"] == 1.0 and TrainConfig.from_json(afp.to_json()) == afp
     assert TrainConfig.from_json(TrainConfig(epochs=3).to_json()) == TrainConfig(epochs=3)
     log = {"train_losses": [1.0, 0.5], "val_losses": [1.1, 0.6], "mean_fg_dice": [-300.0, -200.0],

@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input-skip", action="store_true",
                    help="CBCT only: add a learnable affine skip from the input to the output (the untrained model "
                         "maps CBCT HU to CT HU as identity; the U-Net learns the correction). Not in the paper.")
+    p.add_argument("--cbct-normalization", choices=("dataset", "per-case"), default="dataset",
+                   help="CBCT input normalisation: dataset (default, the paper's: clip + dataset z-score) or per-case "
+                        "(clip + median/IQR z-score inside the body; cancels a global HU offset and scale)")
     add_path_arguments(p, "raw", "preprocessed")
     p.set_defaults(func=_run)
 
@@ -43,7 +46,8 @@ def _run(args: argparse.Namespace) -> int:
                            num_processes=args.num_processes, patch_size=args.patch_size, batch_size=args.batch_size,
                            base_features=args.base_features, max_features=args.max_features,
                            overwrite_fingerprint=args.clean, intensity_samples=args.intensity_samples,
-                           input_skip=args.input_skip)
+                           input_skip=args.input_skip,
+                           cbct_normalization=args.cbct_normalization)
     for name, path in written.items():
         print(f"{name}: {path}")
     return 0

@@ -6,6 +6,7 @@ Several GPUs: ``torchrun --nproc_per_node N -m synthct.cli.main train DATASET FO
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from synthct.paths import add_path_arguments
 
@@ -25,7 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=None, help="initial learning rate (default 1e-2)")
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default=None,
                    help="sgd (default: nnU-Net's, momentum 0.99, Nesterov) or adamw (AMSGrad; use e.g. --lr 1e-3)")
-    p.add_argument("--augmentation", choices=("paper", "mild"), default=None, help="preset (default paper = none)")
+    p.add_argument("--augmentation", choices=("paper", "mild", "cbct-drift"), default=None,
+                   help="preset (default paper = none; cbct-drift: CBCT calibration drift on the input, in HU)")
+    p.add_argument("--init", default=None, metavar="WEIGHTS",
+                   help="initialise the network from a checkpoint .pth or an exported model's .safetensors (strict)")
     p.add_argument("--mirror-lr", action="store_true", default=None, help="with mild: left-right mirroring")
     p.add_argument("--background-weight", type=float, default=None,
                    help="L1 weight outside the body mask, 0-1 (default 1)")
@@ -60,7 +64,8 @@ def _run(args: argparse.Namespace) -> int:
                                    augmentation=args.augmentation, mirror_lr=args.mirror_lr,
                                    background_weight=args.background_weight, save_every=args.save_every, seed=args.seed,
                                    val_tile_step=args.val_step, channels_last=args.channels_last,
-                                   compile=args.compile)
+                                   compile=args.compile,
+                                   init_checkpoint=None if args.init is None else str(Path(args.init).resolve()))
     out = train(args.dataset, args.fold, args.plans, config, args.trainer, args.configuration, args.device,
                 args.continue_training, validate=not args.no_validation, validation_only=args.validation_only,
                 validate_best=args.val_best)

@@ -7,6 +7,8 @@ Schemes (the paper's):
 * MR input, ``zscore_mask``: per-case z-score with mean and std taken **inside the body mask** (whole image if the mask
   is empty or absent); outside-mask voxels get the same affine map.
 * CBCT input, ``clip_zscore``: clip to a fixed range, then z-score with **dataset-level** mean/std (from the model).
+* CBCT input, option ``robust_zscore_mask`` (``synthct plan --cbct-normalization per-case``; not the paper's): clip,
+  then a per-case robust z-score (median and IQR inside the body mask), :mod:`synthct.contracts.cbct_normalization`.
 * CT target: clip to [-1024, 3071] HU, z-score with dataset mean/std; inverted exactly by
   :meth:`TargetNormalization.to_hu`.
 """
@@ -19,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from synthct import HU_MAX, HU_MIN
+from synthct.contracts.cbct_normalization import PER_CASE_SCHEME, robust_zscore
 
-INPUT_SCHEMES = ("zscore_mask", "clip_zscore")
+INPUT_SCHEMES = ("zscore_mask", "clip_zscore", PER_CASE_SCHEME)
 _STD_FLOOR = 1e-8
 
 
@@ -29,10 +32,12 @@ class InputNormalization:
     """How a network input channel is normalised.
 
     Attributes:
-        scheme: "zscore_mask" (per case, MR) or "clip_zscore" (dataset statistics, CBCT).
-        clip: (low, high) clip range in input units, for "clip_zscore".
-        mean: dataset mean after clipping, for "clip_zscore".
-        std: dataset std after clipping, for "clip_zscore" (> 0).
+        scheme: "zscore_mask" (per case, MR), "clip_zscore" (dataset statistics, CBCT) or "robust_zscore_mask"
+            (clip, then per-case median/IQR inside the body, CBCT option).
+        clip: (low, high) clip range in input units, for "clip_zscore" and "robust_zscore_mask".
+        mean: dataset mean after clipping, for "clip_zscore" (for "robust_zscore_mask", optional: the dataset's
+            reference, used only to initialise an input skip).
+        std: dataset std after clipping, for "clip_zscore" (> 0; optional reference for "robust_zscore_mask").
     """
 
     scheme: str
@@ -51,11 +56,17 @@ class InputNormalization:
                 raise ValueError(f"clip range must be increasing, got {self.clip}")
             if not self.std > 0:
                 raise ValueError(f"std must be positive, got {self.std}")
+        if self.scheme == PER_CASE_SCHEME:
+            if self.clip is None or not self.clip[0] < self.clip[1]:
+                raise ValueError(f"{PER_CASE_SCHEME} needs an increasing clip range, got {self.clip}")
 
     def apply(self, image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Normalise ``image`` (Z, Y, X), any real dtype → float32. ``mask`` (Z, Y, X) bool is used by zscore_mask."""
         if self.scheme == "zscore_mask":
             return zscore_in_mask(image, mask)
+        if self.scheme == PER_CASE_SCHEME:
+            assert self.clip is not None
+            return robust_zscore(image, mask, self.clip)[0]
         assert self.clip is not None and self.mean is not None and self.std is not None
         return ((np.clip(image.astype(np.float64), *self.clip) - self.mean) / self.std).astype(np.float32)
 

@@ -170,7 +170,10 @@ def read_manifest(model_dir: PathLike) -> ModelManifest:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is not valid JSON: {exc}") from None
-    return ModelManifest.from_json(data)
+    try:
+        return ModelManifest.from_json(data)
+    except ValueError as exc:  # e.g. an unknown input normalisation scheme: one error that names the file
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def write_manifest(manifest: ModelManifest, model_dir: PathLike) -> Path:

@@ -41,6 +41,7 @@ from nnunetv2.preprocessing.resampling.default_resampling import compute_new_sha
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
 from synthct import __version__
+from synthct.contracts.cbct_normalization import CBCT_NORMALIZATIONS
 from synthct.contracts.normalization import InputNormalization, TargetNormalization
 from synthct.network.architectures import PlainConvUNetUpsample, ResidualUNetUpsample
 
@@ -54,13 +55,18 @@ _RESUNET_ESTIMATE_RATIO = 2.19
 STOCK_REFERENCE_3D = 560_000_000
 
 
-def synthct_block(dataset_json: dict[str, Any], fingerprint: dict[str, Any], description: str) -> dict[str, Any]:
+def synthct_block(dataset_json: dict[str, Any], fingerprint: dict[str, Any], description: str,
+                  cbct_normalization: str = "dataset") -> dict[str, Any]:
     """The plans' ``synthct`` block from the dataset.json written by ``synthct convert`` and the stock fingerprint.
 
     Target: z = (clip(HU, -1024, 3071) − μ) / σ with μ, σ over body voxels (fingerprint channel of the CT). Input:
     MR ``zscore_mask`` (per case, inside the body); CBCT ``clip_zscore`` with the fingerprint's body percentiles
-    [p0.5, p99.5], mean and std (as stock nnU-Net's CTNormalization).
+    [p0.5, p99.5], mean and std (as stock nnU-Net's CTNormalization); with ``cbct_normalization="per-case"`` the
+    same clip, then a per-case robust z-score (``robust_zscore_mask``; the dataset mean/std kept as its reference).
     """
+    if cbct_normalization not in CBCT_NORMALIZATIONS:
+        raise ValueError(f"cbct_normalization must be one of {sorted(CBCT_NORMALIZATIONS)}, got "
+                         f"{cbct_normalization!r}")
     block = dataset_json.get("synthct")
     if not isinstance(block, dict):
         raise ValueError("dataset.json has no 'synthct' block: convert the data with `synthct convert`")
@@ -75,7 +81,8 @@ def synthct_block(dataset_json: dict[str, Any], fingerprint: dict[str, Any], des
         norm = InputNormalization("zscore_mask")
     else:
         stats = props[str(inputs[0])]
-        norm = InputNormalization("clip_zscore", (float(stats["percentile_00_5"]), float(stats["percentile_99_5"])),
+        norm = InputNormalization(CBCT_NORMALIZATIONS[cbct_normalization],
+                                  (float(stats["percentile_00_5"]), float(stats["percentile_99_5"])),
                                   float(stats["mean"]), float(stats["std"]))
     return {
         "task": block["task"],
@@ -93,13 +100,14 @@ def input_skip_init(block: dict[str, Any]) -> list[float]:
     """[a0, b0] of the affine input skip: the normalised input mapped as if its HU were CT HU.
 
     With x = (clip(I) − μ_in) / σ_in and z = (HU − μ_ct) / σ_ct, I = HU gives
-    z = (σ_in / σ_ct)·x + (μ_in − μ_ct) / σ_ct.
+    z = (σ_in / σ_ct)·x + (μ_in − μ_ct) / σ_ct. A per-case ``robust_zscore_mask`` input uses the dataset's μ_in, σ_in
+    as the reference (the case's own median and scale are not known at planning time).
 
     Raises:
         ValueError: the input is not ``clip_zscore`` (an MR z-score carries no HU to map).
     """
     norm, target = block["input_normalization"], block["target_normalization"]
-    if norm["scheme"] != "clip_zscore":
+    if norm["scheme"] not in CBCT_NORMALIZATIONS.values() or "std" not in norm:
         raise ValueError(f"the input skip needs a HU-calibrated input (clip_zscore, CBCT); this dataset's input "
                          f"normalisation is {norm['scheme']!r}")
     return [float(norm["std"]) / float(target["std"]), (float(norm["mean"]) - float(target["mean"]))
@@ -151,6 +159,7 @@ class _SynthCTPlannerMixin:
         self.UNet_base_num_features = base_features
         self.UNet_max_features_3d = max_features
         self.input_skip = input_skip
+        self.cbct_normalization = "dataset"
 
     def generate_data_identifier(self, configuration_name: str) -> str:
         if configuration_name == CONFIGURATION:
@@ -212,7 +221,7 @@ class _SynthCTPlannerMixin:
         config = self.get_plans_for_configuration(spacing_t, median_t, self.generate_data_identifier(CONFIGURATION),
                                                   n_voxels, {})
         config = self._apply_overrides(config, spacing_t)
-        block = synthct_block(self.dataset_json, fingerprint, self._description())
+        block = synthct_block(self.dataset_json, fingerprint, self._description(), self.cbct_normalization)
         if self.input_skip:
             config["architecture"]["arch_kwargs"]["input_skip"] = input_skip_init(block)
         n_channels = len(self.dataset_json["channel_names"])
@@ -316,11 +325,13 @@ def extract_fingerprint(dataset: str | int, num_processes: int = 4, overwrite: b
 def plan_dataset(dataset: str | int, archs: Sequence[str] = ("unet", "resunet"), *, gpu_memory_gb: float = 8,
                  num_processes: int = 4, patch_size: Sequence[int] | None = None, batch_size: int | None = None,
                  base_features: int = 32, max_features: int = 320, overwrite_fingerprint: bool = False,
-                 intensity_samples: int = FINGERPRINT_SAMPLES, input_skip: bool = False) -> dict[str, Path]:
+                 intensity_samples: int = FINGERPRINT_SAMPLES, input_skip: bool = False,
+                 cbct_normalization: str = "dataset") -> dict[str, Path]:
     """Fingerprint (if missing or ``overwrite_fingerprint``) and plan ``dataset`` for each architecture.
 
     ``input_skip`` adds the affine input skip of :class:`~synthct.network.architectures.ResidualUNetUpsample`
-    (CBCT only; initialised by :func:`input_skip_init`).
+    (CBCT only; initialised by :func:`input_skip_init`). ``cbct_normalization`` ("dataset", the paper's, or
+    "per-case") picks the CBCT input normalisation (ignored for MR).
 
     Returns:
         Plans name → plans file path.
@@ -330,6 +341,9 @@ def plan_dataset(dataset: str | int, archs: Sequence[str] = ("unet", "resunet"),
         raise ValueError(f"architectures must be a non-empty subset of {sorted(PLANNERS)}, got {list(archs)}")
     if gpu_memory_gb <= 0:
         raise ValueError(f"gpu_memory_gb must be positive, got {gpu_memory_gb}")
+    if cbct_normalization not in CBCT_NORMALIZATIONS:
+        raise ValueError(f"cbct_normalization must be one of {sorted(CBCT_NORMALIZATIONS)}, got "
+                         f"{cbct_normalization!r}")
     from synthct.preprocessing.datasets import dataset_name
 
     dataset_name(dataset)  # a wrong id: one line listing the datasets that exist, before nnU-Net's own text
@@ -340,6 +354,7 @@ def plan_dataset(dataset: str | int, archs: Sequence[str] = ("unet", "resunet"),
     for arch in archs:
         planner = PLANNERS[arch](dataset, gpu_memory_gb, patch_size=patch_size, batch_size=batch_size,
                                  base_features=base_features, max_features=max_features, input_skip=input_skip)
+        planner.cbct_normalization = cbct_normalization
         plans = planner.plan_experiment()
         path = Path(nnUNet_preprocessed) / planner.dataset_name / f"{planner.plans_identifier}.json"
         written[plans["plans_name"]] = path

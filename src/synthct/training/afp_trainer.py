@@ -5,7 +5,7 @@ L = λ_L1 · masked L1 (normalised CT) + w_AFP · AFP(ŷ, y), with the frozen se
 
 Differences to :class:`~synthct.training.trainer.SynthCTTrainerL1`:
 
-* the network is initialised from ``TrainConfig.afp.init_checkpoint`` (a stage-1 ``checkpoint_*.pth``) with a **strict**
+* the network is initialised from ``TrainConfig.init_checkpoint`` (a stage-1 ``checkpoint_*.pth``) with a **strict**
   load of its ``network_weights``, output layer (``seg_layers``) included — stock ``load_pretrained_weights`` drops
   ``seg_layers`` and is not used; the path is written to the training log;
 * optimizer and PolyLR are fresh (built by ``initialize`` as in stage 1), from ``initial_lr`` (default 1e-3);
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,11 +27,11 @@ import torch
 
 from synthct.losses.afp import AFPLoss
 from synthct.losses.feature_extractor import load_feature_extractor
-from synthct.network.checkpoint import load_state_dict
 from synthct.training.config import AFPConfig, TrainConfig
-from synthct.training.trainer import SynthCTTrainerL1, gather_ranks
+from synthct.training.trainer import SynthCTTrainerL1, gather_ranks, state_mismatch
 
 LOG = logging.getLogger(__name__)
+__all__ = ["SynthCTTrainerAFP", "spacing_warning", "state_mismatch"]  # state_mismatch: re-exported (it moved)
 
 #: Fine-tune defaults that differ from stage 1.
 AFP_DEFAULTS: dict[str, Any] = {"epochs": 500, "initial_lr": 1e-3, "l1_weight": 5.0}
@@ -41,20 +40,6 @@ AFP_DEFAULTS: dict[str, Any] = {"epochs": 500, "initial_lr": 1e-3, "l1_weight": 
 def afp_config(**changes: Any) -> TrainConfig:
     """TrainConfig with the fine-tune defaults, then ``changes`` (``None`` values ignored)."""
     return TrainConfig().updated(**AFP_DEFAULTS).updated(**changes)
-
-
-def state_mismatch(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor], shown: int = 3) -> str:
-    """A short description of how ``got`` differs from ``expected`` (counts + the first ``shown`` keys), or ""."""
-    missing = [k for k in expected if k not in got]
-    unexpected = [k for k in got if k not in expected]
-    shapes = [f"{k} {tuple(got[k].shape)} vs {tuple(expected[k].shape)}" for k in expected
-              if k in got and tuple(got[k].shape) != tuple(expected[k].shape)]
-    parts = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("with another shape", shapes)):
-        if items:
-            more = f", ... {len(items) - shown} more" if len(items) > shown else ""
-            parts.append(f"{len(items)} key(s) {label} ({', '.join(items[:shown])}{more})")
-    return "; ".join(parts)
 
 
 def spacing_warning(extractor_spacing: Sequence[float], plans_spacing: Sequence[float],
@@ -84,10 +69,9 @@ class SynthCTTrainerAFP(SynthCTTrainerL1):
 
     def initialize(self) -> None:
         config = self.afp_config
-        if not config.init_checkpoint:
+        if not self.train_config.init_checkpoint:
             raise ValueError("SynthCTTrainerAFP needs train_config.init_checkpoint (stage-1 checkpoint)")
-        super().initialize()
-        self.load_init_weights(config.init_checkpoint)
+        super().initialize()  # loads init_checkpoint (SynthCTTrainerL1.load_init_weights)
         fold = config.afp_fold if config.afp_fold == "all" else int(config.afp_fold)
         extractor = load_feature_extractor(config.afp_extractor, fold, config.afp_checkpoint,
                                            init=config.afp_extractor_init)
@@ -101,20 +85,6 @@ class SynthCTTrainerAFP(SynthCTTrainerL1):
         self.print_to_log_file(f"AFP extractor {config.afp_extractor} (fold {fold}, {config.afp_checkpoint}, "
                                f"{config.afp_extractor_init} weights), "
                                f"{len(extractor.taps)} taps; L = {config.l1_weight} * L1 + {config.afp_weight} * AFP")
-
-    def load_init_weights(self, path: str | Path) -> None:
-        """Strictly load the stage-1 ``network_weights`` (output layer included) into the network."""
-        path = Path(path)
-        state = load_state_dict(path)
-        network = self.unwrapped_network()
-        problem = state_mismatch(network.state_dict(), state)
-        if problem:
-            raise ValueError(f"init checkpoint {path} does not match the network of plans "
-                             f"{self.plans_manager.plans_name!r}: {problem}; pass the stage-1 checkpoint trained "
-                             "with these plans (fold_k/checkpoint_final.pth of SynthCTTrainerL1__<plans>__...)")
-        network.load_state_dict(state, strict=True)
-        self.print_to_log_file(f"initialised from stage-1 checkpoint {path.resolve()} (strict, seg_layers included; "
-                               f"fresh optimizer, initial lr {self.initial_lr})")
 
     def compute_loss(self, output: torch.Tensor, z: torch.Tensor, seg: torch.Tensor
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -14,7 +14,7 @@ from synthct.paths import SETTINGS_ENV, settings
 #: Environment variable with TrainConfig fields (a JSON object, or the path of a JSON file) that override the plans'
 #: ``synthct.train_config``; the way to set hyper-parameters for stock ``nnUNetv2_train`` (synthct.training.nnunet_ext).
 TRAIN_CONFIG_ENV = SETTINGS_ENV["train_config"]
-AUGMENTATIONS = ("paper", "mild")
+AUGMENTATIONS = ("paper", "mild", "cbct-drift")
 OPTIMIZERS = ("sgd", "adamw")
 #: ``compile`` choices: "stock" (nnU-Net's rule: ``nnUNet_compile``, on by default on CUDA, never on the CPU), "off",
 #: or a ``torch.compile`` mode (on any device).
@@ -37,8 +37,6 @@ class AFPConfig:
         afp_feature_norm: None, "instance" or "channel" normalisation of the feature maps.
         afp_extractor_init: "trained" (the extractor's checkpoint) or "random" (same architecture, seeded random
             weights: the control of the AFP experiment).
-        init_checkpoint: stage-1 checkpoint whose ``network_weights`` initialise the fine-tune (strict, output
-            layer included).
     """
 
     afp_extractor: str
@@ -49,7 +47,6 @@ class AFPConfig:
     afp_masked: bool = False
     afp_feature_norm: str | None = None
     afp_extractor_init: str = "trained"
-    init_checkpoint: str | None = None
 
     def __post_init__(self) -> None:
         if not self.afp_extractor:
@@ -80,13 +77,17 @@ class TrainConfig:
         weight_decay: weight decay (nnU-Net: 3e-5).
         optimizer: "sgd" (nnU-Net's: momentum 0.99, Nesterov; the paper) or "adamw" (AdamW with AMSGrad, as stock
             ``nnUNetTrainerAdam``; use a smaller ``initial_lr``, e.g. 1e-3).
-        augmentation: "paper" (none: random patches only) or "mild" (spatial on all, intensity on the input only).
+        augmentation: "paper" (none: random patches only), "mild" (spatial on all, intensity on the input only) or
+            "cbct-drift" (CBCT calibration drift in HU on the input only: synthct.training.augmentation_drift).
         mirror_lr: with "mild", also mirror left-right (allows mirroring TTA at inference).
         background_weight: L1 weight of valid voxels outside the body mask (1 = plain L1 over every valid voxel).
         oversample_foreground_percent: share of patches centred in the body (nnU-Net: 0.33).
         save_every: epochs between ``checkpoint_latest.pth`` writes.
         val_tile_step: sliding-window step of the final validation (paper: 0.3).
         afp: the AFP fine-tune's settings (:class:`AFPConfig`); None for an L1 run.
+        init_checkpoint: checkpoint (stage-1 ``.pth`` or an exported ``.safetensors``) whose weights initialise the
+            run (strict, output layer included): the AFP fine-tune (required there), or an L1 fine-tune (e.g. with
+            ``cbct-drift``); None starts from nnU-Net's random initialisation.
         channels_last: opt-in: network and input batches in the channels-last 3-D memory format (not yet measured
             faster on a GPU).
         compile: "stock" (default: stock nnU-Net's ``nnUNet_compile`` rule), "off", or a ``torch.compile`` mode
@@ -108,6 +109,7 @@ class TrainConfig:
     save_every: int = 50
     val_tile_step: float = 0.3
     afp: AFPConfig | None = None
+    init_checkpoint: str | None = None
     channels_last: bool = False
     compile: str = "stock"
     seed: int | None = None
@@ -121,8 +123,9 @@ class TrainConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.augmentation not in AUGMENTATIONS:
             raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, got {self.augmentation!r}")
-        if self.mirror_lr and self.augmentation == "paper":
-            raise ValueError("mirror_lr needs augmentation 'mild' (the 'paper' preset has no augmentation)")
+        if self.mirror_lr and self.augmentation != "mild":
+            raise ValueError(f"mirror_lr needs augmentation 'mild' (the {self.augmentation!r} preset has no "
+                             f"mirroring)")
         if not self.initial_lr > 0:
             raise ValueError(f"initial_lr must be positive, got {self.initial_lr}")
         if self.weight_decay < 0:
@@ -144,8 +147,9 @@ class TrainConfig:
         without ``seed``."""
         data = asdict(self)
         afp = data.pop("afp")
-        if self.seed is None:
-            del data["seed"]
+        for optional in ("seed", "init_checkpoint"):
+            if data[optional] is None:
+                del data[optional]
         return {**data, **(afp or {})}
 
     @classmethod

@@ -12,6 +12,8 @@ Presets:
   never nnU-Net's ±180°), p_scale 0.2 (0.85-1.15), no elastic deformation, seg padded with -1; the stock intensity
   transforms (noise, blur, brightness, contrast, low resolution, gamma) with stock probabilities on the input only;
   optional left-right mirroring.
+* ``cbct-drift``: no spatial transform; CBCT calibration drift (global HU affine, smooth shading, noise level) in HU
+  on the input only, :class:`~synthct.training.augmentation_drift.CBCTDriftTransform`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ from nnunetv2.configuration import ANISO_THRESHOLD
 from nnunetv2.training.data_augmentation.compute_initial_patch_size import get_patch_size
 from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 from threadpoolctl import threadpool_limits
+
+from synthct.contracts.normalization import InputNormalization
+from synthct.training.augmentation_drift import CBCTDriftTransform
 
 MILD_ROTATION = (-15.0 / 180 * np.pi, 15.0 / 180 * np.pi)
 MILD_SCALING = (0.85, 1.15)
@@ -90,7 +95,7 @@ def is_anisotropic(patch_size: Sequence[int]) -> bool:
 def initial_patch_size(patch_size: Sequence[int], augmentation: str) -> list[int]:
     """Patch to crop before the spatial transform: large enough for a ±15° rotation and 0.85 scaling ("mild"),
     the final patch itself for "paper"."""
-    if augmentation == "paper":
+    if augmentation in ("paper", "cbct-drift"):
         return [int(v) for v in patch_size]
     if is_anisotropic(patch_size):
         inplane = get_patch_size(patch_size[1:], MILD_ROTATION, MILD_ROTATION, MILD_ROTATION, MILD_SCALING)
@@ -122,13 +127,20 @@ def _intensity_transforms(ignore_axes: tuple[int, ...] | None) -> list[BasicTran
     ]
 
 
-def training_transforms(patch_size: Sequence[int], augmentation: str,
-                        mirror_axes: Sequence[int] = ()) -> BasicTransform | None:
-    """The training transforms of a preset for (Z, Y, X) ``patch_size``; None for "paper" (no augmentation)."""
+def training_transforms(patch_size: Sequence[int], augmentation: str, mirror_axes: Sequence[int] = (),
+                        norm: InputNormalization | None = None, spacing: Sequence[float] | None = None,
+                        n_inputs: int = 1) -> BasicTransform | None:
+    """The training transforms of a preset for (Z, Y, X) ``patch_size``; None for "paper" (no augmentation).
+
+    "cbct-drift" needs the plans' input normalisation ``norm`` and the patches' (Z, Y, X) ``spacing``."""
     if augmentation == "paper":
         return None
+    if augmentation == "cbct-drift":
+        if norm is None or spacing is None:
+            raise ValueError("the cbct-drift augmentation needs the input normalisation and the patch spacing")
+        return ComposeTransforms([CBCTDriftTransform(norm, spacing, n_inputs=n_inputs)])
     if augmentation != "mild":
-        raise ValueError(f"augmentation must be 'paper' or 'mild', got {augmentation!r}")
+        raise ValueError(f"augmentation must be 'paper', 'mild' or 'cbct-drift', got {augmentation!r}")
     dummy_2d = is_anisotropic(patch_size)
     spatial = SpatialTransform(
         list(patch_size[1:]) if dummy_2d else list(patch_size), patch_center_dist_from_border=0, random_crop=False,

@@ -46,8 +46,9 @@ from torch._dynamo import OptimizedModule
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from synthct.contracts.normalization import TargetNormalization
+from synthct.contracts.normalization import InputNormalization, TargetNormalization
 from synthct.network.build import build_network
+from synthct.network.checkpoint import load_state_dict
 from synthct.training import validation
 from synthct.training.config import TRAIN_CONFIG_ENV, TrainConfig, with_env_overrides
 from synthct.training.dataloading import (
@@ -95,6 +96,20 @@ def freeze_deep_supervision_heads(network: nn.Module) -> int:
     for p in frozen:
         p.requires_grad_(False)
     return len(frozen)
+
+
+def state_mismatch(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor], shown: int = 3) -> str:
+    """A short description of how ``got`` differs from ``expected`` (counts + the first ``shown`` keys), or ""."""
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    shapes = [f"{k} {tuple(got[k].shape)} vs {tuple(expected[k].shape)}" for k in expected
+              if k in got and tuple(got[k].shape) != tuple(expected[k].shape)]
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("with another shape", shapes)):
+        if items:
+            more = f", ... {len(items) - shown} more" if len(items) > shown else ""
+            parts.append(f"{len(items)} key(s) {label} ({', '.join(items[:shown])}{more})")
+    return "; ".join(parts)
 
 
 class SynthCTTrainerL1(nnUNetTrainer):
@@ -175,8 +190,24 @@ class SynthCTTrainerL1(nnUNetTrainer):
             self.network = DDP(self.network, device_ids=[self.local_rank] if self.device.type == "cuda" else None)
         self.loss = MaskedL1Loss(self.train_config.background_weight)
         self.dataset_class = infer_dataset_class(self.preprocessed_dataset_folder)
+        if self.train_config.init_checkpoint:
+            self.load_init_weights(self.train_config.init_checkpoint)
         self.was_initialized = True
         self.logger.update_config({"hparas": {**self.train_config.to_json(), "batch_size": self.batch_size}})
+
+    def load_init_weights(self, path: str | Path) -> None:
+        """Strictly load the weights of a stage-1 checkpoint or an exported model (output layer included)."""
+        path = Path(path)
+        state = load_state_dict(path)
+        network = self.unwrapped_network()
+        problem = state_mismatch(network.state_dict(), state)
+        if problem:
+            raise ValueError(f"init checkpoint {path} does not match the network of plans "
+                             f"{self.plans_manager.plans_name!r}: {problem}; pass the stage-1 checkpoint trained "
+                             "with these plans (fold_k/checkpoint_final.pth of SynthCTTrainerL1__<plans>__...)")
+        network.load_state_dict(state, strict=True)
+        self.print_to_log_file(f"initialised from stage-1 checkpoint {path.resolve()} (strict, seg_layers included; "
+                               f"fresh optimizer, initial lr {self.initial_lr})")
 
     def compile_mode(self) -> str | None:
         """The ``torch.compile`` mode of this run, or None: ``train_config.compile`` "stock" follows stock nnU-Net
@@ -227,7 +258,9 @@ class SynthCTTrainerL1(nnUNetTrainer):
             self.dataset_class = infer_dataset_class(self.preprocessed_dataset_folder)
         patch = self.configuration_manager.patch_size
         _, _, initial, mirror_axes = self.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-        transforms = training_transforms(patch, self.train_config.augmentation, mirror_axes)
+        norm = InputNormalization.from_json(self.plans_manager.plans["synthct"]["input_normalization"])
+        transforms = training_transforms(patch, self.train_config.augmentation, mirror_axes, norm,
+                                         self.configuration_manager.spacing, self.n_inputs)
         dataset_tr, dataset_val = self.get_tr_and_val_datasets()
         oversample, n_inputs = self.oversample_foreground_percent, self.n_inputs
         dl_tr = SynthCTDataLoader(dataset_tr, self.batch_size, initial, patch, self.label_manager,
