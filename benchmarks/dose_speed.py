@@ -148,6 +148,9 @@ def main() -> None:
                 result["modalities"][modality] = pool.map(_modality, [(modality, files["ct"], scts, work)])[0]
         result["gamma"] = [_gamma(work, m, s, tuple(result["modalities"][m]["spacing_zyx"]))
                            for m in ("photon", "proton") for s in scts]
+        previous = args.out / "dose_speed.json"
+        if args.no_parallel and previous.is_file() and "folder" in json.loads(previous.read_text()):
+            result["folder"] = json.loads(previous.read_text())["folder"]  # kept from the run that measured it
         if not args.no_parallel:
             load = os.getloadavg()
             result["folder"] = {**_parallel(work, files), "load_before": load, "load_after": os.getloadavg()}
