@@ -17,6 +17,8 @@ from synthct.contracts import synthrad
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"
+#: ``synthct dose`` flags that keep a test plan to seconds (coarser than the defaults, same code path).
+DOSE_FAST = ["--ct-resolution", "4", "--dose-grid", "6", "--max-iter", "30", "--beams", "5"]
 
 
 def write_models_json(app_root: Path, model_dir: Path, tasks: tuple[str, ...] = ("mri",), step: float = 0.5) -> Path:

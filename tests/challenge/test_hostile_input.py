@@ -24,23 +24,6 @@ from synthct.io.image import read_image
 HEADER_END = b"ElementDataFile = LOCAL\n"
 
 
-@pytest.fixture
-def app(tmp_path: Path, tiny_model: Path) -> Path:
-    root = tmp_path / "app"
-    write_models_json(root, tiny_model)
-    return root
-
-
-@pytest.fixture
-def small(porcine_images) -> tuple[sitk.Image, sitk.Image]:
-    return tuple(im[:, :, :20] for im in porcine_images)
-
-
-@pytest.fixture
-def tile(porcine_images) -> tuple[sitk.Image, sitk.Image]:
-    """One sliding-window tile of the tiny model (16 × 64 × 64 voxels, partly outside the body): fast predictions."""
-    return tuple(im[40:104, 0:64, 10:26] for im in porcine_images)
-
 
 def run(app: Path, inp: Path, out: Path) -> int:
     return main(["--input", str(inp), "--output", str(out), "--device", "cpu"], app_root=app)

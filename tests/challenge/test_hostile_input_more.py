@@ -18,26 +18,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from test_hostile_input import HEADER_END, assert_rejected, image_file, one_error, run, split_mha
-from testutils import REPO, files_under, make_gc_folder, write_models_json
+from testutils import REPO, files_under, make_gc_folder
 
 from synthct.challenge import algorithm
-
-
-@pytest.fixture
-def app(tmp_path: Path, tiny_model: Path) -> Path:
-    root = tmp_path / "app"
-    write_models_json(root, tiny_model)
-    return root
-
-
-@pytest.fixture
-def small(porcine_images) -> tuple[sitk.Image, sitk.Image]:
-    return tuple(im[:, :, :20] for im in porcine_images)
-
-
-@pytest.fixture
-def tile(porcine_images) -> tuple[sitk.Image, sitk.Image]:
-    return tuple(im[40:104, 0:64, 10:26] for im in porcine_images)
 
 
 def _compressed(path: Path) -> tuple[bytes, bytes]:

@@ -10,8 +10,6 @@ from testutils import SAMPLES
 
 #: Axial slices of samples/pancreas_cbct that form the held-out slab (the slab of test/cbct).
 SLAB = slice(0, 14)
-#: Plan settings that keep a test plan to seconds (coarser than the defaults, same code path).
-FAST = ["--ct-resolution", "4", "--dose-grid", "6", "--max-iter", "30", "--beams", "5"]
 
 
 @pytest.fixture(scope="session")

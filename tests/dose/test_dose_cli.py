@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import FAST  # type: ignore[import-not-found]
+from testutils import DOSE_FAST as FAST
 
 from synthct.cli.main import main
 from synthct.dose.gamma import GammaCriteria, gamma_index, pass_rate, pymedphys_pass_rate

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import SimpleITK as sitk
-from conftest import FAST  # type: ignore[import-not-found]
+from testutils import DOSE_FAST as FAST
 
 from synthct.cli.main import main
 from synthct.dose.case import DoseCase
