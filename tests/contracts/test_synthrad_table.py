@@ -63,16 +63,7 @@ def test_a_new_region_flows_through_convert_route_and_evaluate(brain: synthrad.R
                                               for n in ("mr", "mask")), region="Brain")
     assert read_region(gc_case) == "BR"
 
-    ct = crop(sitk.ReadImage(str(SAMPLES / "porcine" / "ct.mha")), (0, 30, 20))
-    for folder, name, offset in (("gt", "1BRA001.mha", 0), ("pred", "sct_1BRA001.mha", 25)):
-        (tmp_path / folder).mkdir()
-        image = sitk.GetImageFromArray(sitk.GetArrayFromImage(ct) + np.int16(offset))
-        image.CopyInformation(ct)
-        sitk.WriteImage(image, str(tmp_path / folder / name))
-    out = tmp_path / "eval"
-    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--out", str(out),
-                 "--no-report", "--no-progress", "--totalseg-executable", "no-such-tool"]) == 0
-    (row,) = json.loads((out / "metrics.json").read_text())["results"]
+    row = _evaluate_one(tmp_path, "1BRA001.mha", "sct_1BRA001.mha", 25)
     assert (row["case_id"], row["region"]) == ("1BRA001", "BR") and row["mae"] == pytest.approx(25.0, abs=0.5)
 
 
@@ -85,17 +76,23 @@ def test_without_the_row_the_new_region_is_refused(tmp_path: Path) -> None:
 
 def test_evaluate_accepts_an_nrrd_prediction(tmp_path: Path) -> None:
     """The challenge input accepts .nrrd, and so does evaluation (one IMAGE_SUFFIXES)."""
+    row = _evaluate_one(tmp_path, "1ABA001.mha", "sct_1ABA001.nrrd", -30)
+    assert row["case_id"] == "1ABA001" and row["mae"] == pytest.approx(30.0, abs=0.5)
+
+
+def _evaluate_one(tmp_path: Path, gt_name: str, pred_name: str, offset: int) -> dict:
+    """``synthct evaluate`` on one real porcine CT crop and that crop + ``offset`` HU as the prediction; its row."""
     ct = crop(sitk.ReadImage(str(SAMPLES / "porcine" / "ct.mha")), (0, 30, 20))
-    for folder, name, offset in (("gt", "1ABA001.mha", 0), ("pred", "sct_1ABA001.nrrd", -30)):
+    for folder, name, shift in (("gt", gt_name, 0), ("pred", pred_name, offset)):
         (tmp_path / folder).mkdir()
-        image = sitk.GetImageFromArray(sitk.GetArrayFromImage(ct) + np.int16(offset))
+        image = sitk.GetImageFromArray(sitk.GetArrayFromImage(ct) + np.int16(shift))
         image.CopyInformation(ct)
         sitk.WriteImage(image, str(tmp_path / folder / name))
     out = tmp_path / "eval"
     assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--out", str(out),
                  "--no-report", "--no-progress", "--totalseg-executable", "no-such-tool"]) == 0
     (row,) = json.loads((out / "metrics.json").read_text())["results"]
-    assert row["case_id"] == "1ABA001" and row["mae"] == pytest.approx(30.0, abs=0.5)
+    return row
 
 
 def test_no_other_module_lists_the_region_codes() -> None:
