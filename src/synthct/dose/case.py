@@ -28,19 +28,18 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from synthct.contracts.synthrad import IMAGE_SUFFIXES
 from synthct.dose import engine, metrics, report
 from synthct.dose.gamma import GammaCriteria, gamma_index, pass_rate
 from synthct.dose.settings import PlanSettings
 from synthct.dose.structures import CaseStructures, DoseInputError, build_structures, read_label_names, resample_hu
-from synthct.io.image import Geometry, read_image
+from synthct.io.image import Geometry, file_stem, read_image
 from synthct.io.staging import staged_folder
 
 LOG = logging.getLogger(__name__)
 
 #: dose_metrics.json layout version.
 METRICS_VERSION: int = 1
-#: Image name endings accepted for CT, sCT, masks and structures.
-SUFFIXES: tuple[str, ...] = (".nii.gz", ".mha", ".mhd", ".nrrd", ".nii")
 
 
 @dataclass
@@ -69,23 +68,24 @@ class DoseCase:
 
 
 def stem_of(path: Path) -> str:
-    """File name without its image suffix (``sct.nii.gz`` → ``sct``)."""
-    name = path.name
-    for suffix in SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
+    """File name without its image suffix (``sct.nii.gz`` → ``sct``; the project's one ``IMAGE_SUFFIXES``)."""
+    return file_stem(path, IMAGE_SUFFIXES) or path.stem
 
 
-def _read_on(path: Path, geometry: Geometry, what: str) -> np.ndarray:
+def _read_image_on(path: Path, geometry: Geometry, what: str) -> tuple[np.ndarray, sitk.Image]:
+    """(array, image) of ``path``, checked to lie on the CT's grid ``geometry``."""
     try:
-        array, geom, _ = read_image(path)
+        array, geom, image = read_image(path)
     except (OSError, RuntimeError, ValueError) as exc:
         raise DoseInputError(f"{path}: cannot read the {what} ({exc})") from exc
     problem = geometry.mismatch(geom)
     if problem:
         raise DoseInputError(f"{path}: the {what} grid differs from the CT's: {problem} (CT vs {what})")
-    return array
+    return array, image
+
+
+def _read_on(path: Path, geometry: Geometry, what: str) -> np.ndarray:
+    return _read_image_on(path, geometry, what)[0]
 
 
 def load_structures(case: DoseCase, ct_image: sitk.Image, geometry: Geometry, resolution_mm: float) -> CaseStructures:
@@ -171,9 +171,7 @@ def run_case(case: DoseCase, out: Path, *, overwrite: bool = False, plan_cache: 
     t_case = time.perf_counter()
     ct_array, geometry, ct_image = read_image(case.ct)
     del ct_array
-    sct_images = {stem: sitk.GetImageFromArray(_read_on(p, geometry, f"sCT {stem}")) for stem, p in case.scts.items()}
-    for image in sct_images.values():
-        image.CopyInformation(ct_image)
+    sct_images = {stem: _read_image_on(p, geometry, f"sCT {stem}")[1] for stem, p in case.scts.items()}
     resolution = case.settings[0].ct_resolution_mm
     structures = load_structures(case, ct_image, geometry, resolution)
     hlut = engine.hlut_table(str(case.hlut)) if case.hlut else None

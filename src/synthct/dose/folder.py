@@ -76,7 +76,7 @@ def _init_worker(level: int, threads: int) -> None:
     try:
         import numba
 
-        limit = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]  # set by numba.config at import
+        limit = int(numba.config.NUMBA_NUM_THREADS)
         numba.set_num_threads(max(1, min(threads, limit)))
     except ImportError:  # pragma: no cover - numba comes with the dose extra
         pass
